@@ -44,8 +44,11 @@ def parse_json(raw: bytes, *, max_bytes: int = MAX_MESSAGE_BYTES) -> dict[str, A
     return obj
 
 
-def from_dict(obj: dict[str, Any]) -> Envelope[Any]:
-    """Validate a parsed object as an envelope of its declared type, upcasting old payload versions."""
+def from_dict(obj: dict[str, Any], *, raw: bytes | None = None) -> Envelope[Any]:
+    """Validate a parsed object as an envelope of its declared type, upcasting old payload versions.
+
+    `raw`, when given, is the JSON that `obj` was parsed from: reused when no upcast was needed.
+    """
     type_ = obj.get("type")
     payload_cls = BY_TYPE.get(type_) if isinstance(type_, str) else None
     if payload_cls is None:
@@ -56,14 +59,16 @@ def from_dict(obj: dict[str, Any]) -> Envelope[Any]:
     data = obj.get("data")
     if not isinstance(data, dict):
         raise InvalidMessage(Reason.SCHEMA_VIOLATION, "data must be an object")
-    current = {**obj, "data": upcast(payload_cls.TYPE, version, data), "schema_version": payload_cls.VERSION}
-    return validate(current, payload_cls)
+    if raw is None or version != payload_cls.VERSION:
+        current = {**obj, "data": upcast(payload_cls.TYPE, version, data), "schema_version": payload_cls.VERSION}
+        raw = json.dumps(current).encode()
+    return validate(raw, payload_cls)
 
 
-def validate(obj: dict[str, Any], payload_cls: type[Payload]) -> Envelope[Any]:
-    """Validate `obj` as Envelope[payload_cls] (strict: no coercion from strings to numbers)."""
+def validate(raw: bytes, payload_cls: type[Payload]) -> Envelope[Any]:
+    """Validate JSON `raw` as Envelope[payload_cls] in strict JSON mode: "5" is not a number."""
     try:
-        return Envelope[payload_cls].model_validate(obj, strict=False)  # type: ignore[valid-type]
+        return Envelope[payload_cls].model_validate_json(raw, strict=True)  # type: ignore[valid-type]
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
@@ -72,4 +77,4 @@ def validate(obj: dict[str, Any], payload_cls: type[Payload]) -> Envelope[Any]:
 
 def decode(raw: bytes, *, max_bytes: int = MAX_MESSAGE_BYTES) -> Envelope[Any]:
     """Bytes to a validated, current-version envelope, or InvalidMessage with a reason code."""
-    return from_dict(parse_json(raw, max_bytes=max_bytes))
+    return from_dict(parse_json(raw, max_bytes=max_bytes), raw=raw)

@@ -1,0 +1,80 @@
+"""`ebrain edge run`: one simulated device answering a prompt set, printing one JSON line per outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import typer
+
+app = typer.Typer(no_args_is_help=True)
+
+
+def outcome_line(tenant: str, device: str, outcome: Any) -> dict[str, Any]:
+    """The JSON line printed for one finished request (the demo and tests parse these)."""
+    r = outcome.result
+    return {
+        "event": "outcome", "tenant": tenant, "device": device, "request_id": r.request_id,
+        "route": r.route, "status": r.status, "reason": r.reason, "escalation_reason": outcome.escalation_reason,
+        "model_id": r.model_id, "latency_ms": round(r.latency_ms, 1), "e2e_ms": round(outcome.e2e_ms, 1),
+        "tokens": r.completion_tokens, "text": r.text[:160],
+    }
+
+
+async def _run(settings: Any, prompts: Any, requests: int, offset: int, forever: bool) -> int:
+    from edge.app import running_agent  # noqa: PLC0415
+    from schemas import InferenceRequest, new_id  # noqa: PLC0415
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    sent = 0
+    async with running_agent(settings) as agent:
+        print(json.dumps({"event": "ready", "device": settings.device, "tenant": settings.tenant}), flush=True)
+        for i in range(requests):
+            if stop.is_set():
+                break
+            prompt = prompts[(offset + i) % len(prompts)]
+            request = InferenceRequest(
+                request_id=f"{settings.device}-{i}-{new_id()[-6:]}", prompt=prompt.text,
+                tags=prompt.tags, max_tokens=prompt.max_tokens,
+            )
+            sent += 1
+            outcome = await agent.handle(request)
+            print(json.dumps(outcome_line(settings.tenant, settings.device, outcome)), flush=True)
+        await agent.publish_telemetry()
+        print(json.dumps({"event": "done", "device": settings.device, "sent": sent}), flush=True)
+        if forever:
+            await stop.wait()
+    return 0
+
+
+@app.command("run")
+def run(
+    tenant: str = typer.Option(None, help="Tenant id (env EBRAIN_TENANT)."),
+    device: str = typer.Option(None, help="Device id (env EBRAIN_DEVICE)."),
+    model: str = typer.Option(None, help="Model: a GGUF path, smollm2, gemma3-270m, tiny or hf:repo/file."),
+    prompts: str = typer.Option("builtin", help="'builtin' or a file of JSON lines / text lines."),
+    requests: int = typer.Option(4, min=0, help="How many requests to send (cycling through the prompts)."),
+    offset: int = typer.Option(0, min=0, help="Start at this prompt, so simulated devices differ."),
+    forever: bool = typer.Option(False, help="Keep running (serving downlink) after the prompts."),
+    log_level: str = typer.Option("WARNING", help="Log level for JSON logs on stderr."),
+) -> None:
+    """Run one edge device: answer prompts locally, escalate per policy, print one JSON line per outcome."""
+    from ebrain import log  # noqa: PLC0415
+    from ebrain.metrics import serve  # noqa: PLC0415
+    from edge.prompts import load  # noqa: PLC0415
+    from edge.settings import EdgeSettings  # noqa: PLC0415
+
+    log.configure(log_level, component="edge")
+    overrides = {k: v for k, v in {"tenant": tenant, "device": device, "model": model}.items() if v}
+    if "EBRAIN_STATE_DIR" in os.environ:
+        overrides["state_dir"] = Path(os.environ["EBRAIN_STATE_DIR"])
+    settings = EdgeSettings(**overrides)
+    serve(settings.metrics_port)
+    raise typer.Exit(asyncio.run(_run(settings, load(prompts), requests, offset, forever)))

@@ -1,0 +1,1 @@
+"""Pure edge logic: no paho, llama or file-system imports."""

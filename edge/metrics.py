@@ -1,0 +1,14 @@
+"""Edge Prometheus metrics: ebrain_edge_<what>_<unit>."""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+REQUESTS = Counter("ebrain_edge_requests_total", "Requests finished on this device", ["route", "status"])
+ESCALATIONS = Counter("ebrain_edge_escalations_total", "Requests escalated to the cloud", ["reason"])
+INFERENCE = Histogram("ebrain_edge_inference_seconds", "Local inference time")
+E2E = Histogram(
+    "ebrain_edge_request_seconds", "Request to final answer, as the device saw it", ["route"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120),
+)
+PENDING = Gauge("ebrain_edge_pending_escalations", "Escalations waiting for a cloud reply")
+DUPLICATE_REPLIES = Counter("ebrain_edge_duplicate_replies_total", "Cloud replies seen twice or for unknown ids")
+BAD_DOWNLINK = Counter("ebrain_edge_bad_downlink_total", "Downlink messages refused", ["reason"])
