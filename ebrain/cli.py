@@ -15,10 +15,10 @@ def _register() -> None:
     from cloud.cli import app as cloud_app  # noqa: PLC0415
     from ebrain.demo_cli import demo  # noqa: PLC0415
     from ebrain.models.cli import app as models_app  # noqa: PLC0415
+    from ebrain.schemas_cli import app as schemas_app  # noqa: PLC0415
     from ebrain.stack.cli import app as stack_app  # noqa: PLC0415
     from edge.cli import app as edge_app  # noqa: PLC0415
     from gateway.cli import app as gateway_app  # noqa: PLC0415
-    from ebrain.schemas_cli import app as schemas_app  # noqa: PLC0415
 
     app.add_typer(schemas_app, name="schemas", help="Message schemas: export JSON Schema files.")
     app.add_typer(stack_app, name="stack", help="Local infrastructure: MQTT, Kafka protocol, Redis 8.")

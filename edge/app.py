@@ -19,7 +19,7 @@ async def running_agent(settings: EdgeSettings) -> AsyncIterator[EdgeAgent]:
     from ebrain.models import resolve_model  # noqa: PLC0415
 
     path = resolve_model(settings.model, settings.state_dir / "models")
-    engine = LlamaCppEngine(
+    engine = await LlamaCppEngine.load(
         Path(path),
         model_id=settings.model_id or Path(path).stem,
         model_version=settings.model_version,

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-from pathlib import Path
 from typing import Any
 
 import typer
@@ -42,7 +40,7 @@ async def _run(settings: Any, prompts: Any, requests: int, offset: int, forever:
             prompt = prompts[(offset + i) % len(prompts)]
             request = InferenceRequest(
                 request_id=f"{settings.device}-{i}-{new_id()[-6:]}", prompt=prompt.text,
-                tags=prompt.tags, max_tokens=prompt.max_tokens,
+                system=settings.system_prompt, tags=prompt.tags, max_tokens=prompt.max_tokens,
             )
             sent += 1
             outcome = await agent.handle(request)
@@ -72,9 +70,7 @@ def run(
     from edge.settings import EdgeSettings  # noqa: PLC0415
 
     log.configure(log_level, component="edge")
-    overrides = {k: v for k, v in {"tenant": tenant, "device": device, "model": model}.items() if v}
-    if "EBRAIN_STATE_DIR" in os.environ:
-        overrides["state_dir"] = Path(os.environ["EBRAIN_STATE_DIR"])
+    overrides: dict[str, Any] = {k: v for k, v in {"tenant": tenant, "device": device, "model": model}.items() if v}
     settings = EdgeSettings(**overrides)
     serve(settings.metrics_port)
     raise typer.Exit(asyncio.run(_run(settings, load(prompts), requests, offset, forever)))

@@ -29,6 +29,8 @@ class EdgeSettings(BaseSettings):
     max_pending_escalations: int = Field(default=64, ge=1)
     reply_timeout_s: float = Field(default=120.0, gt=0)
     telemetry_interval_s: float = Field(default=30.0, gt=0)
+    # Small instruct models ramble without one (SmolLM2's built-in default answers in French).
+    system_prompt: str = "You are a helpful assistant. Answer briefly and accurately."
     mqtt: MqttSettings = MqttSettings()
     # Escalation policy thresholds (see edge.core.policy).
     max_local_prompt_chars: int = 2000

@@ -30,7 +30,7 @@ class Envelope(BaseModel, Generic[P]):
     tenant: Name
     device: Name
     trace_id: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
-    datacontenttype: Literal["application/json"] = CONTENT_TYPE
+    datacontenttype: Literal["application/json"] = "application/json"
     data: P
 
     @model_validator(mode="after")
@@ -59,7 +59,7 @@ def make(
     message_id: str | None = None,
 ) -> Envelope[P]:
     """Wrap `payload` in a fresh envelope; pass `trace_id` to continue an existing trace."""
-    return Envelope[type(payload)](  # type: ignore[misc]
+    return Envelope[P](
         id=message_id or new_id(),
         type=payload.TYPE,
         source=source or f"ebrain://{tenant}/{device}",

@@ -21,7 +21,7 @@ class Reason(StrEnum):
     RATE_LIMITED = "rate_limited"
 
 
-class InvalidMessage(ValueError):  # noqa: N818 - reads as "raise InvalidMessage(...)"
+class InvalidMessage(ValueError):
     """Input that will never become valid by retrying: dead-letter it with `reason`."""
 
     def __init__(self, reason: Reason, detail: str) -> None:

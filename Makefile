@@ -1,0 +1,48 @@
+# Two commands matter: `make demo` (the main job) and `make test`. Everything else is a step of those.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+EXTRAS ?= dev
+# llama-cpp-python compiles llama.cpp once (~7 min on 2 cores); pip caches the wheel afterwards.
+export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
+# A portable build: -march=native turns on llama.cpp's AMX kernels on Sapphire Rapids, which crash on quantized
+# models (ggml-org/llama.cpp#20824); the engine also guards against that for wheels built natively elsewhere.
+ifeq ($(shell uname -m),x86_64)
+export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+endif
+
+.PHONY: install lint test demo stack-up stack-down clean help
+
+help:
+	@echo "make demo   - install, start the local stack, run gateway + cloud worker + 3 devices, print a summary"
+	@echo "make test   - install, start what the tests need, lint, run the test suite on real brokers"
+	@echo "make lint   - ruff + mypy"
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required (set PYTHON=...)")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip wheel
+	$(BIN)/python -m pip install -e '.[$(EXTRAS)]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+stack-up: install
+	$(BIN)/ebrain stack up
+
+stack-down: install
+	$(BIN)/ebrain stack down
+
+test: install stack-up lint
+	$(BIN)/pytest -q -ra
+
+demo: install
+	$(BIN)/ebrain demo
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,5 @@
+"""`python -m ebrain` is the `ebrain` command."""
+
+from ebrain.cli import main
+
+main()
