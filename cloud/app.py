@@ -1,0 +1,118 @@
+"""Composition root of the cloud worker: settings in, an engine, a broker and subscribers out."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from types import TracebackType
+from typing import Self
+
+from faststream.kafka import KafkaBroker
+
+from cloud.core import RecentIds
+from cloud.responder import EngineResponder
+from cloud.settings import CloudSettings
+from cloud.worker import (
+    TOPICS,
+    UPLINK_TOPICS,
+    AssignmentWatch,
+    BrokerSink,
+    UplinkHandler,
+    build_broker,
+    subscribe,
+)
+from ebrain.inference.ports import Engine
+from ebrain.kafka import ensure_topics
+
+log = logging.getLogger(__name__)
+
+
+async def build_engine(settings: CloudSettings) -> Engine:
+    """The engine `settings.backend` names, loading `settings.model` (fetched into the state dir)."""
+    if settings.backend == "llama":
+        from ebrain.inference.llama import LlamaCppEngine  # noqa: PLC0415 - llama.cpp loads only when used
+        from ebrain.models import default_cache_dir, resolve_model  # noqa: PLC0415
+
+        token = settings.hf_token.get_secret_value() if settings.hf_token else None
+        path = await asyncio.to_thread(resolve_model, settings.model, default_cache_dir(settings.state_dir),
+                                       token=token)
+        return await LlamaCppEngine.load(
+            path,
+            model_id=settings.model_id or path.stem,
+            model_version=settings.model_version,
+            n_threads=settings.n_threads,
+            n_ctx=settings.n_ctx,
+            n_batch=settings.n_batch,
+            # Our semaphore admits max_concurrency calls at once: one runs, the rest wait in its queue.
+            max_queue=settings.max_concurrency,
+        )
+    raise ValueError(f"unknown engine backend {settings.backend!r}")
+
+
+class CloudWorker:
+    """The running worker: `async with CloudWorker(settings) as w: await w.ready.wait()`.
+
+    start/stop are idempotent. An injected `engine` stays the caller's to close; a built one is closed here.
+    `ready` is set once the consumers hold partitions of every uplink topic.
+    """
+
+    def __init__(self, settings: CloudSettings, *, engine: Engine | None = None) -> None:
+        self.settings = settings
+        self.ready = asyncio.Event()
+        self.dedup = RecentIds(settings.dedup_size)
+        self._engine = engine
+        self._owns_engine = engine is None
+        self._broker: KafkaBroker | None = None
+
+    @property
+    def engine(self) -> Engine | None:
+        """The engine in use (None before start when it is built from settings)."""
+        return self._engine
+
+    async def start(self) -> None:
+        """Create missing topics, load the engine, then start consuming. Cleans up if any step fails."""
+        if self._broker is not None:
+            return
+        await ensure_topics(self.settings.kafka, TOPICS)
+        if self._engine is None:
+            self._engine = await build_engine(self.settings)
+        broker = build_broker(self.settings.kafka)
+        responder = EngineResponder(
+            self._engine,
+            max_concurrency=self.settings.max_concurrency,
+            default_deadline_ms=self.settings.default_deadline_ms,
+            retry_base_s=self.settings.retry_base_ms / 1000,
+            retry_cap_s=self.settings.retry_cap_ms / 1000,
+        )
+        handler = UplinkHandler(responder, BrokerSink(broker), self.dedup)
+        subscribe(broker, handler, self.settings, AssignmentWatch(UPLINK_TOPICS, self.ready))
+        self._broker = broker
+        try:
+            await broker.start()
+        except BaseException:
+            await self.stop()
+            raise
+        log.info("cloud worker started", extra={"group": self.settings.group_id,
+                                                "model_id": self._engine.model_id})
+
+    async def stop(self) -> None:
+        """Stop consuming (in-flight messages finish within the graceful timeout), then close the engine."""
+        broker, self._broker = self._broker, None
+        self.ready.clear()
+        try:
+            if broker is not None:
+                await broker.stop()
+                log.info("cloud worker stopped")
+        finally:
+            if self._owns_engine and self._engine is not None:
+                engine, self._engine = self._engine, None
+                await engine.aclose()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()

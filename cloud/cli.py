@@ -1,0 +1,68 @@
+"""`ebrain cloud ...`: run the cloud worker until SIGINT or SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from ebrain.models import SPECS_HELP
+
+if TYPE_CHECKING:
+    from cloud.settings import CloudSettings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Cloud workers consuming Kafka.")
+log = logging.getLogger("cloud")
+
+
+@app.callback()
+def _group() -> None:
+    """Cloud workers consuming Kafka."""
+
+
+@app.command("worker")
+def worker(
+    model: Annotated[str | None, typer.Option(help=f"Model: {SPECS_HELP} (default: EBRAIN_MODEL).")] = None,
+    bootstrap: Annotated[str | None, typer.Option(help="Kafka bootstrap servers, host:port.")] = None,
+) -> None:
+    """Answer escalations and requests from Kafka until SIGINT or SIGTERM, then stop cleanly."""
+    from cloud.settings import CloudSettings  # noqa: PLC0415 - keep `ebrain --help` fast
+    from ebrain import log as logs  # noqa: PLC0415
+    from ebrain.metrics import serve  # noqa: PLC0415
+
+    settings = CloudSettings()
+    updates: dict[str, object] = {}
+    if model:
+        updates["model"] = model
+    # The short form every ebrain command honours, beside the nested EBRAIN_KAFKA__BOOTSTRAP.
+    bootstrap = bootstrap or os.environ.get("EBRAIN_KAFKA_BOOTSTRAP")
+    if bootstrap:
+        updates["kafka"] = settings.kafka.model_copy(update={"bootstrap": bootstrap})
+    settings = settings.model_copy(update=updates)
+    logs.configure(settings.log_level, component="cloud")
+    serve(settings.metrics_port)
+    try:
+        asyncio.run(_run(settings))
+    except Exception:
+        log.exception("cloud worker failed")
+        raise typer.Exit(1) from None
+
+
+async def _run(settings: CloudSettings) -> None:
+    from cloud.app import CloudWorker  # noqa: PLC0415
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with CloudWorker(settings):
+            await stop.wait()
+            log.info("signal received, stopping")
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
