@@ -13,6 +13,7 @@ app = typer.Typer(
 
 def _register() -> None:
     from cloud.cli import app as cloud_app  # noqa: PLC0415
+    from ebrain.bench_cli import app as bench_app  # noqa: PLC0415
     from ebrain.demo_cli import demo  # noqa: PLC0415
     from ebrain.models.cli import app as models_app  # noqa: PLC0415
     from ebrain.schemas_cli import app as schemas_app  # noqa: PLC0415
@@ -26,6 +27,7 @@ def _register() -> None:
     app.add_typer(edge_app, name="edge", help="Edge agent: local GGUF inference over MQTT.")
     app.add_typer(gateway_app, name="gateway", help="MQTT <-> Kafka gateway.")
     app.add_typer(cloud_app, name="cloud", help="Cloud workers consuming Kafka.")
+    app.add_typer(bench_app, name="bench", help="Benchmarks from bench/, printing JSON.")
     app.command(name="demo", help="Run the whole system on the embedded default and print a summary.")(demo)
 
 
