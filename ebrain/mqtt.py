@@ -223,6 +223,11 @@ class MqttClient:
         """True between a successful CONNACK and the next disconnect."""
         return self._connected.is_set()
 
+    @property
+    def queued_incoming(self) -> int:
+        """Messages received and not yet taken from `messages()` (never above `max_queued_incoming`)."""
+        return self._queue.qsize()
+
     async def wait_connected(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 - agreed API
         """Wait until connected (again); TimeoutError after `timeout` seconds."""
         await asyncio.wait_for(self._connected.wait(), timeout)

@@ -1,0 +1,1 @@
+"""The MQTT <-> Kafka gateway: devices publish over MQTT, the cloud reads and writes Kafka."""

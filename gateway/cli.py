@@ -1,0 +1,65 @@
+"""`ebrain gateway run`: the MQTT <-> Kafka bridge as a process that stops cleanly on SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import Mapping
+
+import typer
+
+from gateway.settings import GatewaySettings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False)
+
+
+@app.callback()
+def _group() -> None:
+    """MQTT <-> Kafka gateway."""
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> GatewaySettings:
+    """Settings from EBRAIN_* variables; EBRAIN_KAFKA_BOOTSTRAP, when set, is the Kafka bootstrap."""
+    env = os.environ if env is None else env
+    settings = GatewaySettings()
+    bootstrap = env.get("EBRAIN_KAFKA_BOOTSTRAP")
+    if bootstrap:
+        kafka = settings.kafka.model_copy(update={"bootstrap": bootstrap})
+        settings = settings.model_copy(update={"kafka": kafka})
+    return settings
+
+
+@app.command()
+def run(
+    log_level: str = typer.Option("INFO", help="Log level (logs are JSON lines on stderr)."),
+) -> None:
+    """Bridge device MQTT topics and Kafka until SIGINT or SIGTERM."""
+    from ebrain.log import configure  # noqa: PLC0415 - keep `--help` fast
+
+    configure(log_level, component="gateway")
+    failed = asyncio.run(_serve(load_settings()))
+    raise typer.Exit(code=1 if failed else 0)
+
+
+async def _serve(settings: GatewaySettings) -> bool:
+    """Run until a signal (returns False) or until the gateway fails (returns True)."""
+    from ebrain.metrics import serve  # noqa: PLC0415
+    from gateway.app import Gateway  # noqa: PLC0415 - aiokafka/paho only when running
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    serve(settings.metrics_port)
+    async with Gateway(settings) as gateway:
+        stopped = asyncio.create_task(stop.wait())
+        finished = asyncio.create_task(gateway.wait())
+        done, pending = await asyncio.wait({stopped, finished}, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        if finished in done and (error := finished.exception()) is not None:
+            logging.getLogger(__name__).error("gateway failed", exc_info=error)
+        return finished in done

@@ -1,0 +1,108 @@
+"""Uplink rules: which MQTT messages become Kafka records, and how refused ones become dead letters."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from gateway.core.records import KafkaRecord
+from schemas import Envelope, InvalidMessage, Reason, dead_letter, decode, encode
+from schemas.topics import KAFKA_DEADLETTER, UPLINK_KINDS, TopicAddress, kafka_uplink, parse_mqtt
+
+COMPONENT = "gateway"
+# Raw bytes kept in a dead letter: enough to debug, small enough that the dead letter itself fits in Kafka.
+DEAD_LETTER_RAW_BYTES = 64 * 1024
+
+
+def _address(topic: str) -> TopicAddress:
+    address = parse_mqtt(topic)
+    if address.downlink or address.kind not in UPLINK_KINDS:
+        raise InvalidMessage(Reason.BAD_TOPIC, f"not an uplink topic: {topic[:200]!r}")
+    return address
+
+
+def validate_uplink(topic: str, raw: bytes, *, max_bytes: int) -> Envelope[Any]:
+    """The envelope a device sent on `topic`, or InvalidMessage (size, JSON, schema, topic mismatch).
+
+    The topic is the device's authenticated identity, so the envelope may not claim another tenant,
+    device or kind than the topic it arrived on.
+    """
+    address = _address(topic)
+    envelope = decode(raw, max_bytes=max_bytes)
+    if address.kind != envelope.data.KIND:
+        raise InvalidMessage(Reason.TOPIC_MISMATCH, f"{envelope.type} published on kind {address.kind!r}")
+    if (envelope.tenant, envelope.device) != (address.tenant, address.device):
+        raise InvalidMessage(
+            Reason.TOPIC_MISMATCH,
+            f"envelope {envelope.tenant}/{envelope.device} on topic of {address.tenant}/{address.device}",
+        )
+    return envelope
+
+
+def traceparent(trace_id: str, span_id: str | None = None) -> str:
+    """W3C traceparent for a new span of `trace_id` (sampled)."""
+    span = span_id or _span_id()
+    return f"00-{trace_id}-{span}-01"
+
+
+def _span_id() -> str:
+    while (span := os.urandom(8).hex()) == "0" * 16:
+        pass
+    return span
+
+
+def _headers(envelope: Envelope[Any], span_id: str | None) -> tuple[tuple[str, bytes], ...]:
+    return (
+        ("ce_specversion", envelope.specversion.encode()),
+        ("ce_id", envelope.id.encode()),
+        ("ce_type", envelope.type.encode()),
+        ("ce_source", envelope.source.encode()),
+        ("content-type", envelope.datacontenttype.encode()),
+        ("tenant", envelope.tenant.encode()),
+        ("device", envelope.device.encode()),
+        ("traceparent", traceparent(envelope.trace_id, span_id).encode()),
+    )
+
+
+def uplink_record(envelope: Envelope[Any], *, span_id: str | None = None) -> KafkaRecord:
+    """The Kafka record for a valid envelope: topic `ebrain.<kind>`, key `tenant/device`, current version."""
+    return KafkaRecord(
+        topic=kafka_uplink(envelope.data.KIND),
+        key=envelope.key.encode(),
+        value=encode(envelope, max_bytes=2**31),
+        headers=_headers(envelope, span_id),
+    )
+
+
+def dead_letter_record(
+    source_topic: str,
+    raw: bytes,
+    error: InvalidMessage,
+    *,
+    component: str = COMPONENT,
+    tenant: str | None = None,
+    device: str | None = None,
+) -> KafkaRecord:
+    """The dead-letter record for refused bytes; tenant/device default to what the MQTT topic names."""
+    if tenant is None and device is None:
+        try:
+            address = parse_mqtt(source_topic)
+            tenant, device = address.tenant, address.device
+        except InvalidMessage:
+            pass
+    envelope = dead_letter(
+        raw[:DEAD_LETTER_RAW_BYTES],
+        error,
+        source_topic=source_topic,
+        component=component,
+        tenant=tenant,
+        device=device,
+    )
+    # The real size, not the kept prefix's, so an oversize refusal reads right.
+    envelope = envelope.model_copy(update={"data": envelope.data.model_copy(update={"raw_size": len(raw)})})
+    return KafkaRecord(
+        topic=KAFKA_DEADLETTER,
+        key=envelope.key.encode(),
+        value=encode(envelope, max_bytes=2**31),
+        headers=(*_headers(envelope, None), ("reason", error.reason.value.encode())),
+    )

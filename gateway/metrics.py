@@ -1,0 +1,24 @@
+"""Prometheus series of the gateway (`ebrain_gateway_<what>_<unit>`)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+UPLINK_MESSAGES = Counter(
+    "ebrain_gateway_uplink_messages_total",
+    "Uplink MQTT messages acked after Kafka took them, by kind and outcome (produced, deadlettered)",
+    ["kind", "outcome"],
+)
+DOWNLINK_MESSAGES = Counter(
+    "ebrain_gateway_downlink_messages_total",
+    "Downlink Kafka records handled, by kind and outcome (published, deadlettered)",
+    ["kind", "outcome"],
+)
+DEADLETTERS = Counter("ebrain_gateway_deadletters_total", "Messages dead-lettered, by reason", ["reason"])
+KAFKA_PRODUCE_SECONDS = Histogram(
+    "ebrain_gateway_kafka_produce_seconds",
+    "From handing a record to the producer until Kafka acknowledged it (acks=all)",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+RETRIES = Counter("ebrain_gateway_retries_total", "Retries after a transient failure, by operation", ["op"])
+UPLINK_INFLIGHT = Gauge("ebrain_gateway_uplink_inflight_messages", "Uplink messages awaiting Kafka's ack")

@@ -1,0 +1,38 @@
+"""The gateway's settings: built once in the composition root (env prefix EBRAIN_, nested with `__`)."""
+
+from __future__ import annotations
+
+import socket
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ebrain.config import KafkaSettings, MqttSettings
+from schemas import MAX_MESSAGE_BYTES
+
+
+def _default_client_id() -> str:
+    # Stable across restarts on one host (or pod), so a restarted replica resumes its MQTT session.
+    return f"ebrain-gateway-{socket.gethostname()}"[:64]
+
+
+class GatewaySettings(BaseSettings):
+    """Env: EBRAIN_MQTT__HOST, EBRAIN_KAFKA__BOOTSTRAP, EBRAIN_MAX_INFLIGHT, EBRAIN_SHARE_GROUP, ..."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="EBRAIN_", env_nested_delimiter="__", frozen=True, extra="ignore"
+    )
+
+    mqtt: MqttSettings = MqttSettings()
+    kafka: KafkaSettings = KafkaSettings()
+    client_id: str = Field(default_factory=_default_client_id, min_length=1, max_length=64)
+    # Replicas in one share group split the uplink (MQTT v5 shared subscription).
+    share_group: str = Field(default="ebrain-gateway", pattern=r"^[A-Za-z0-9_-]+$")
+    downlink_group: str = "ebrain-gateway-down"
+    # Uplink messages between MQTT receipt and Kafka ack; also the MQTT Receive Maximum.
+    max_inflight: int = Field(default=1000, ge=1, le=65535)
+    max_message_bytes: int = Field(default=MAX_MESSAGE_BYTES, ge=1024)
+    metrics_port: int = Field(default=0, ge=0, le=65535)
+    # How long one Kafka request may take before the gateway backs off and retries it.
+    kafka_request_timeout_ms: int = Field(default=30_000, ge=100)
+    retry_max_s: float = Field(default=10.0, gt=0)

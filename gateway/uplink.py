@@ -1,0 +1,164 @@
+"""Uplink: MQTT (shared subscription, manual ack) -> Kafka. A message is acked only once Kafka has it.
+
+Two steps joined by a bounded queue (the in-flight window): the reader validates each message and hands
+its record to the producer's batch; the acker awaits the produce futures in arrival order, retries
+failures, and only then acks over MQTT. MQTT v5 requires acks in arrival order, and awaiting in order
+keeps each device's records in order on its partition (same key -> same partition).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from ebrain.mqtt import MqttClient, MqttMessage
+from gateway import kafka_io, metrics
+from gateway.core import KafkaRecord, dead_letter_record, uplink_record, validate_uplink
+from gateway.settings import GatewaySettings
+from schemas import InvalidMessage, Reason
+from schemas.topics import parse_mqtt
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class UplinkStats:
+    """Counts for this process (tests and the CLI read them; Prometheus has the fleet view)."""
+
+    received: int = 0
+    acked: int = 0
+    produced: int = 0
+    deadlettered: int = 0
+
+
+@dataclass
+class _InFlight:
+    message: MqttMessage
+    record: KafkaRecord
+    kind: str
+    outcome: str  # "produced" or "deadlettered"
+    started: float
+    future: asyncio.Future[Any] | None = None
+    send_error: BaseException | None = None
+
+
+def _kind_of(topic: str) -> str:
+    try:
+        return parse_mqtt(topic).kind
+    except InvalidMessage:
+        return "unknown"
+
+
+class Uplink:
+    """Runs until cancelled; owns no connections (the Gateway passes them in)."""
+
+    def __init__(
+        self, settings: GatewaySettings, mqtt: MqttClient, producer: AIOKafkaProducer, stats: UplinkStats
+    ) -> None:
+        self._settings = settings
+        self._mqtt = mqtt
+        self._producer = producer
+        self.stats = stats
+        # Cleared while the acker recovers a failed produce, so no newer record overtakes it.
+        self._kafka_ok = asyncio.Event()
+        self._kafka_ok.set()
+
+    async def run(self) -> None:
+        """Bridge until cancelled (or until the MQTT client stops)."""
+        window: asyncio.Queue[_InFlight | None] = asyncio.Queue(maxsize=self._settings.max_inflight)
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._ack_in_order(window), name="uplink-acker")
+            await self._read(window)
+
+    async def _read(self, window: asyncio.Queue[_InFlight | None]) -> None:
+        async for message in self._mqtt.messages():
+            self.stats.received += 1
+            item = self._prepare(message)
+            await self._kafka_ok.wait()
+            try:
+                item.future = await kafka_io.send(self._producer, item.record)
+            except (KafkaError, OSError) as exc:
+                item.send_error = exc  # the acker retries it, in order
+            await window.put(item)
+            metrics.UPLINK_INFLIGHT.set(window.qsize())
+        await window.put(None)
+
+    def _prepare(self, message: MqttMessage) -> _InFlight:
+        started = time.perf_counter()
+        try:
+            envelope = validate_uplink(
+                message.topic, message.payload, max_bytes=self._settings.max_message_bytes
+            )
+        except InvalidMessage as exc:
+            return self._dead(message, exc, started)
+        log.debug(
+            "uplink accepted",
+            extra={
+                "msg_id": envelope.id,
+                "tenant": envelope.tenant,
+                "device": envelope.device,
+                "trace_id": envelope.trace_id,
+                "kind": envelope.data.KIND,
+            },
+        )
+        return _InFlight(message, uplink_record(envelope), envelope.data.KIND, "produced", started)
+
+    def _dead(self, message: MqttMessage, error: InvalidMessage, started: float) -> _InFlight:
+        record = dead_letter_record(message.topic, message.payload, error)
+        metrics.DEADLETTERS.labels(reason=error.reason.value).inc()
+        log.warning(
+            "uplink message dead-lettered",
+            extra={
+                "reason": error.reason.value,
+                "detail": error.detail[:300],
+                "topic": message.topic[:200],
+                "size": len(message.payload),
+                "tenant": dict(record.headers)["tenant"].decode(),
+                "device": dict(record.headers)["device"].decode(),
+            },
+        )
+        return _InFlight(message, record, _kind_of(message.topic), "deadlettered", started)
+
+    async def _ack_in_order(self, window: asyncio.Queue[_InFlight | None]) -> None:
+        while (item := await window.get()) is not None:
+            await self._settle(item)
+            self._mqtt.ack(item.message)
+            metrics.KAFKA_PRODUCE_SECONDS.observe(time.perf_counter() - item.started)
+            metrics.UPLINK_MESSAGES.labels(kind=item.kind, outcome=item.outcome).inc()
+            metrics.UPLINK_INFLIGHT.set(window.qsize())
+            self.stats.acked += 1
+            if item.outcome == "produced":
+                self.stats.produced += 1
+            else:
+                self.stats.deadlettered += 1
+
+    async def _settle(self, item: _InFlight) -> None:
+        """Return once Kafka has the item's record (or its dead letter, if Kafka can never take it)."""
+        try:
+            if item.future is None:
+                raise item.send_error or RuntimeError("record was never sent")
+            await item.future
+        except kafka_io.NOT_RETRYABLE as exc:
+            self._too_big(item, exc)
+            await self._recover(item)
+        except (KafkaError, OSError) as exc:
+            log.warning("kafka produce failed, retrying in order", extra={"error": repr(exc)})
+            await self._recover(item)
+
+    async def _recover(self, item: _InFlight) -> None:
+        self._kafka_ok.clear()
+        try:
+            await kafka_io.produce(self._producer, item.record, self._settings)
+        finally:
+            self._kafka_ok.set()
+
+    def _too_big(self, item: _InFlight, exc: BaseException) -> None:
+        error = InvalidMessage(Reason.OVERSIZE, f"Kafka refused the record: {exc!r}"[:300])
+        replacement = self._dead(item.message, error, item.started)
+        item.record, item.outcome = replacement.record, replacement.outcome
