@@ -35,8 +35,6 @@ RESULT_TOPIC = kafka_downlink("result")
 UPLINK_KINDS = (Escalation.KIND, InferenceRequest.KIND)
 UPLINK_TOPICS = tuple(kafka_uplink(kind) for kind in UPLINK_KINDS)
 TOPICS = [*UPLINK_TOPICS, RESULT_TOPIC, KAFKA_DEADLETTER]
-# Base64 grows raw bytes by 4/3: 128 KiB of them keep a dead letter well below MAX_MESSAGE_BYTES (256 KiB).
-DEADLETTER_RAW_KEPT = 128 * 1024
 
 
 class Sink(Protocol):
@@ -96,11 +94,6 @@ class UplinkHandler:
         self, raw: bytes, error: InvalidMessage, *, topic: str, kind: str, key: bytes | None
     ) -> None:
         tenant, device = _key_parts(key)
-        if len(raw) > DEADLETTER_RAW_KEPT:
-            # Keep the dead letter itself under the codec's size cap, or it could never be sent.
-            error = InvalidMessage(error.reason, f"{error.detail} [raw {len(raw)} bytes, first "
-                                                 f"{DEADLETTER_RAW_KEPT} kept]")
-            raw = raw[:DEADLETTER_RAW_KEPT]
         letter = dead_letter(raw, error, source_topic=topic, component=COMPONENT,
                              tenant=tenant, device=device)
         await self._sink.send(KAFKA_DEADLETTER, letter)

@@ -10,7 +10,9 @@ from schemas.ids import valid_name
 from schemas.payloads import DeadLetter
 
 UNKNOWN = "unknown"
-MAX_RAW_KEPT = 1_000_000
+# Base64 grows bytes by 4/3: 128 KiB of raw input keeps the dead letter itself under the codec's 256 KiB cap,
+# so an oversize message can always be dead-lettered (its full size is kept in `raw_size`).
+MAX_RAW_KEPT = 128 * 1024
 
 
 def dead_letter(
@@ -22,10 +24,13 @@ def dead_letter(
     tenant: str | None = None,
     device: str | None = None,
 ) -> Envelope[DeadLetter]:
-    """Wrap `raw` (truncated past 1 MB, size kept) with the reason; tenant/device default to 'unknown'."""
+    """Wrap `raw` (its first 128 KiB; the size is kept) with the reason; tenant/device default to 'unknown'."""
+    detail = error.detail[:2000]
+    if len(raw) > MAX_RAW_KEPT:
+        detail += f" [raw {len(raw)} bytes, first {MAX_RAW_KEPT} kept]"
     payload = DeadLetter(
         reason=error.reason.value,
-        detail=error.detail[:2000],
+        detail=detail,
         source_topic=source_topic[:512],
         raw_b64=base64.b64encode(raw[:MAX_RAW_KEPT]).decode(),
         raw_size=len(raw),

@@ -130,9 +130,9 @@ class DeadLetter(Payload):
     VERSION: ClassVar[int] = 1
 
     reason: ShortText
-    detail: Text
+    detail: Annotated[str, Field(max_length=2_100)]
     source_topic: ShortText
-    raw_b64: Annotated[str, Field(max_length=2_000_000)]
+    raw_b64: Annotated[str, Field(max_length=200_000)]
     raw_size: int = Field(ge=0)
     component: ShortText
 

@@ -239,3 +239,11 @@ def test_validation_is_strict_no_coercion(mutate: Any) -> None:
     with pytest.raises(InvalidMessage) as info:
         decode(json.dumps(obj).encode())
     assert info.value.reason == Reason.SCHEMA_VIOLATION
+
+
+def test_oversize_input_can_always_be_dead_lettered() -> None:
+    raw = b"x" * 1_000_000
+    env = dead_letter(raw, InvalidMessage(Reason.OVERSIZE, "too big"), source_topic="t", component="gw")
+    assert env.data.raw_size == len(raw)
+    assert "first" in env.data.detail
+    assert len(encode(env)) < 256 * 1024
