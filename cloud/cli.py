@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
@@ -13,6 +14,7 @@ import typer
 from ebrain.models import SPECS_HELP
 
 if TYPE_CHECKING:
+    from cloud.app import CloudWorker
     from cloud.settings import CloudSettings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Cloud workers consuming Kafka.")
@@ -60,9 +62,21 @@ async def _run(settings: CloudSettings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        async with CloudWorker(settings):
+        async with CloudWorker(settings) as worker:
+            await _announce_ready(worker, stop)
             await stop.wait()
             log.info("signal received, stopping")
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+
+
+async def _announce_ready(worker: CloudWorker, stop: asyncio.Event) -> None:
+    """Print the {"event": "ready"} line on stdout once partitions are assigned (the demo waits on it)."""
+    ready = asyncio.create_task(worker.ready.wait())
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({ready, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    ready.cancel()
+    stopping.cancel()
+    if worker.ready.is_set():
+        print(json.dumps({"event": "ready", "component": "cloud", "group": worker.settings.group_id}), flush=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
@@ -56,7 +57,15 @@ async def _serve(settings: GatewaySettings) -> bool:
     async with Gateway(settings) as gateway:
         stopped = asyncio.create_task(stop.wait())
         finished = asyncio.create_task(gateway.wait())
-        done, pending = await asyncio.wait({stopped, finished}, return_when=asyncio.FIRST_COMPLETED)
+        ready = asyncio.create_task(gateway.ready.wait())
+        done, _ = await asyncio.wait({stopped, finished, ready}, return_when=asyncio.FIRST_COMPLETED)
+        if ready in done:
+            # The demo and tests wait on this line before starting devices.
+            print(json.dumps({"event": "ready", "component": "gateway", "client_id": settings.client_id}), flush=True)
+            done, pending = await asyncio.wait({stopped, finished}, return_when=asyncio.FIRST_COMPLETED)
+        else:
+            ready.cancel()
+            pending = {stopped, finished} - done
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
