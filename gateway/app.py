@@ -50,9 +50,7 @@ class Gateway:
         if self._task is not None:
             return
         s = self.settings
-        self._mqtt = MqttClient(
-            s.mqtt, client_id=s.client_id, manual_ack=True, max_queued_incoming=s.max_inflight
-        )
+        self._mqtt = MqttClient(s.mqtt, client_id=s.client_id, manual_ack=True, max_queued_incoming=s.max_inflight)
         await self._mqtt.start()
         try:
             await self._mqtt.subscribe(mqtt_uplink_filter(s.share_group), qos=1)
@@ -101,9 +99,7 @@ class Gateway:
                 log.info("gateway ready", extra={"kafka": s.kafka.bootstrap})
                 async with asyncio.TaskGroup() as tg:
                     tg.create_task(Uplink(s, mqtt, producer, self.uplink_stats).run(), name="uplink")
-                    tg.create_task(
-                        Downlink(s, mqtt, consumer, producer, self.downlink_stats).run(), name="downlink"
-                    )
+                    tg.create_task(Downlink(s, mqtt, consumer, producer, self.downlink_stats).run(), name="downlink")
             finally:
                 await _close(consumer.stop())
         finally:

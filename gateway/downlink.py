@@ -75,9 +75,7 @@ class Downlink:
                 # Publishing again may duplicate some messages: devices dedup by envelope id.
                 delay = self._backoff.delay(attempt)
                 metrics.RETRIES.labels(op="mqtt_publish").inc()
-                log.warning(
-                    "downlink publish failed, retrying", extra={"error": repr(exc), "retry_in_s": delay}
-                )
+                log.warning("downlink publish failed, retrying", extra={"error": repr(exc), "retry_in_s": delay})
                 attempt += 1
                 await asyncio.sleep(delay)
         await self._commit(tp, records[-1].offset + 1)

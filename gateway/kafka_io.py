@@ -35,9 +35,7 @@ async def retry(op: str, attempt_fn: Callable[[], Awaitable[T]], backoff: Backof
         except (KafkaError, OSError) as exc:
             delay = backoff.delay(attempt)
             metrics.RETRIES.labels(op=op).inc()
-            log.warning(
-                "kafka unavailable, retrying", extra={"op": op, "error": repr(exc), "retry_in_s": delay}
-            )
+            log.warning("kafka unavailable, retrying", extra={"op": op, "error": repr(exc), "retry_in_s": delay})
             attempt += 1
             await asyncio.sleep(delay)
 
@@ -57,9 +55,7 @@ def _backoff(settings: GatewaySettings) -> Backoff:
 
 async def ensure_all_topics(settings: GatewaySettings) -> None:
     """Create every topic the system uses, waiting (with backoff) until Kafka answers."""
-    await retry(
-        "ensure_topics", lambda: ensure_topics(settings.kafka, all_kafka_topics()), _backoff(settings)
-    )
+    await retry("ensure_topics", lambda: ensure_topics(settings.kafka, all_kafka_topics()), _backoff(settings))
 
 
 async def start_producer(settings: GatewaySettings) -> AIOKafkaProducer:
@@ -67,9 +63,7 @@ async def start_producer(settings: GatewaySettings) -> AIOKafkaProducer:
 
     def attempt() -> Awaitable[AIOKafkaProducer]:
         return _started(
-            AIOKafkaProducer(
-                **producer_options(settings.kafka), request_timeout_ms=settings.kafka_request_timeout_ms
-            )
+            AIOKafkaProducer(**producer_options(settings.kafka), request_timeout_ms=settings.kafka_request_timeout_ms)
         )
 
     return await retry("producer_start", attempt, _backoff(settings))

@@ -19,9 +19,7 @@ def _default_client_id() -> str:
 class GatewaySettings(BaseSettings):
     """Env: EBRAIN_MQTT__HOST, EBRAIN_KAFKA__BOOTSTRAP, EBRAIN_MAX_INFLIGHT, EBRAIN_SHARE_GROUP, ..."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="EBRAIN_", env_nested_delimiter="__", frozen=True, extra="ignore"
-    )
+    model_config = SettingsConfigDict(env_prefix="EBRAIN_", env_nested_delimiter="__", frozen=True, extra="ignore")
 
     mqtt: MqttSettings = MqttSettings()
     kafka: KafkaSettings = KafkaSettings()

@@ -92,9 +92,7 @@ class Uplink:
     def _prepare(self, message: MqttMessage) -> _InFlight:
         started = time.perf_counter()
         try:
-            envelope = validate_uplink(
-                message.topic, message.payload, max_bytes=self._settings.max_message_bytes
-            )
+            envelope = validate_uplink(message.topic, message.payload, max_bytes=self._settings.max_message_bytes)
         except InvalidMessage as exc:
             return self._dead(message, exc, started)
         log.debug(

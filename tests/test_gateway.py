@@ -57,9 +57,7 @@ async def _until(predicate: Callable[[], bool], deadline_s: float, what: str) ->
         await asyncio.sleep(0.05)
 
 
-async def _records(
-    kafka: KafkaSettings, topic: str, key: bytes, count: int, deadline_s: float = 20
-) -> list[Any]:
+async def _records(kafka: KafkaSettings, topic: str, key: bytes, count: int, deadline_s: float = 20) -> list[Any]:
     """The first `count` records of `topic` with `key`, read from the beginning (no consumer group)."""
     consumer = AIOKafkaConsumer(topic, **client_options(kafka), group_id=None, auto_offset_reset="earliest")
     await consumer.start()
@@ -76,9 +74,7 @@ async def _records(
 
 
 def _request(tenant: str, device: str, n: int) -> bytes:
-    return encode(
-        make(InferenceRequest(request_id=f"r{n}", prompt=f"prompt {n}"), tenant=tenant, device=device)
-    )
+    return encode(make(InferenceRequest(request_id=f"r{n}", prompt=f"prompt {n}"), tenant=tenant, device=device))
 
 
 def _wrong_version(tenant: str, device: str) -> bytes:

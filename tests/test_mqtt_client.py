@@ -160,9 +160,7 @@ async def proxy(mqtt_settings: MqttSettings) -> AsyncIterator[_Proxy]:
         await p.cut()
 
 
-async def test_reconnect_resubscribes_and_flushes_queued_publishes(
-    mqtt_settings: MqttSettings, proxy: _Proxy
-) -> None:
+async def test_reconnect_resubscribes_and_flushes_queued_publishes(mqtt_settings: MqttSettings, proxy: _Proxy) -> None:
     via_proxy = mqtt_settings.model_copy(update={"port": proxy.port, "session_expiry_s": 0})
     topic = f"test/{_uid()}/reconnect"
     async with (
@@ -192,3 +190,38 @@ async def test_reconnect_resubscribes_and_flushes_queued_publishes(
         await observer.publish(topic, b"after")
         payloads = {(await _next(flaky)).payload for _ in range(4)}
         assert b"after" in payloads
+
+
+async def test_no_message_is_lost_when_the_broker_overshoots_receive_maximum(
+    mqtt_settings: MqttSettings,
+) -> None:
+    # Mosquitto 2.0 sends more than Receive Maximum when acks come in batches; the queue must hold firm.
+    settings = mqtt_settings.model_copy(update={"session_expiry_s": 0})
+    topic, n, window = f"test/{_uid()}/overshoot", 3000, 100
+    async with (
+        MqttClient(
+            settings, client_id=f"sub-{_uid()}", clean_start=True, manual_ack=True, max_queued_incoming=window
+        ) as sub,
+        MqttClient(settings, client_id=f"pub-{_uid()}", clean_start=True) as pub,
+    ):
+        await sub.subscribe(topic)
+        publishing = asyncio.gather(*(pub.publish(topic, str(i).encode()) for i in range(n)))
+        got: list[int] = []
+        held: list[MqttMessage] = []
+
+        async def consume() -> None:
+            async for message in sub.messages():
+                assert sub.queued_incoming <= window
+                got.append(int(message.payload))
+                held.append(message)
+                if len(held) > window // 2 or len(got) == n:
+                    await asyncio.sleep(0.001)  # a slow batch of work, then ack it all
+                    for m in held:
+                        sub.ack(m)
+                    held.clear()
+                if len(got) == n:
+                    return
+
+        await asyncio.wait_for(consume(), 30)
+        await publishing
+    assert got == list(range(n))

@@ -10,8 +10,6 @@ from schemas import Envelope, InvalidMessage, Reason, dead_letter, decode, encod
 from schemas.topics import KAFKA_DEADLETTER, UPLINK_KINDS, TopicAddress, kafka_uplink, parse_mqtt
 
 COMPONENT = "gateway"
-# Raw bytes kept in a dead letter: enough to debug, small enough that the dead letter itself fits in Kafka.
-DEAD_LETTER_RAW_BYTES = 64 * 1024
 
 
 def _address(topic: str) -> TopicAddress:
@@ -91,15 +89,13 @@ def dead_letter_record(
         except InvalidMessage:
             pass
     envelope = dead_letter(
-        raw[:DEAD_LETTER_RAW_BYTES],
+        raw,  # schemas keeps a bounded prefix and the true size
         error,
         source_topic=source_topic,
         component=component,
         tenant=tenant,
         device=device,
     )
-    # The real size, not the kept prefix's, so an oversize refusal reads right.
-    envelope = envelope.model_copy(update={"data": envelope.data.model_copy(update={"raw_size": len(raw)})})
     return KafkaRecord(
         topic=KAFKA_DEADLETTER,
         key=envelope.key.encode(),
