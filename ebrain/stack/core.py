@@ -159,6 +159,10 @@ def mosquitto_config(ep: Endpoint, data_dir: Path, user: str) -> str:
         "allow_anonymous true",
         "persistence true",
         f"persistence_location {data_dir}/",
+        # Mosquitto's default (1000 queued messages per client) drops QoS 1 messages for a gateway that is at
+        # its in-flight limit during a burst; bound the queue by bytes instead, so nothing is silently dropped.
+        "max_queued_messages 0",
+        "max_queued_bytes 268435456",
         "log_dest stdout",
         f"user {user}",
         "",
