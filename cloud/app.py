@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from types import TracebackType
-from typing import Self
 
 from faststream.kafka import KafkaBroker
 
@@ -23,6 +21,7 @@ from cloud.worker import (
 )
 from ebrain.inference.ports import Engine
 from ebrain.kafka import ensure_topics
+from ebrain.lifecycle import Lifecycle
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +48,7 @@ async def build_engine(settings: CloudSettings) -> Engine:
     raise ValueError(f"unknown engine backend {settings.backend!r}")
 
 
-class CloudWorker:
+class CloudWorker(Lifecycle):
     """The running worker: `async with CloudWorker(settings) as w: await w.ready.wait()`.
 
     start/stop are idempotent. An injected `engine` stays the caller's to close; a built one is closed here.
@@ -108,11 +107,3 @@ class CloudWorker:
                 engine, self._engine = self._engine, None
                 await engine.aclose()
 
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()

@@ -20,8 +20,7 @@ import ssl
 import threading
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
@@ -31,6 +30,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from prometheus_client import Counter
 
 from ebrain.config import MqttSettings
+from ebrain.lifecycle import Lifecycle
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ class MqttMessage:
     generation: int = field(default=0, compare=False, repr=False)
 
 
-class MqttClient:
+class MqttClient(Lifecycle):
     """Async MQTT v5 client; use as `async with MqttClient(settings, client_id=...) as client:`."""
 
     def __init__(
@@ -136,14 +136,6 @@ class MqttClient:
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
 
     async def start(self) -> None:
         """Connect, wait for CONNACK and start paho's network thread; MqttConnectError if refused."""

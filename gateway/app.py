@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Coroutine
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
+from ebrain.lifecycle import Lifecycle
 from ebrain.mqtt import MqttClient
 from gateway import kafka_io
 from gateway.downlink import Downlink, DownlinkStats, downlink_topics
@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 STOP_TIMEOUT_S = 10.0
 
 
-class Gateway:
+class Gateway(Lifecycle):
     """`async with Gateway(settings) as gw:` bridges MQTT and Kafka until the block exits.
 
     Entering connects to MQTT and subscribes (so messages queue for us from then on); Kafka is awaited in
@@ -36,14 +36,6 @@ class Gateway:
         self._mqtt: MqttClient | None = None
         self._task: asyncio.Task[None] | None = None
 
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
 
     async def start(self) -> None:
         """Connect and subscribe to MQTT (raises MqttConnectError), then bring up Kafka in the background."""
