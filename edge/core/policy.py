@@ -7,9 +7,14 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
+from typing import Literal
 
 from schemas import InferenceRequest
+
+# "auto": judge each request; "always": every request goes to the cloud (no local draft, to spare the device);
+# "never": answers stay on the device whatever their confidence (e.g. data must not leave the site).
+Escalation = Literal["auto", "always", "never"]
 
 DEFAULT_REFUSALS = (
     r"\bi (?:do not|don't) know\b",
@@ -30,6 +35,7 @@ class PolicyConfig:
     min_confidence: float = 0.35
     escalate_on_truncation: bool = True
     refusal_patterns: tuple[str, ...] = DEFAULT_REFUSALS
+    escalation: Escalation = "auto"
     _compiled: tuple[re.Pattern[str], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -38,6 +44,25 @@ class PolicyConfig:
 
     def refuses(self, text: str) -> bool:
         return any(p.search(text) for p in self._compiled)
+
+
+@dataclass(frozen=True, slots=True)
+class TenantOverride:
+    """One tenant's changes to the fleet-wide thresholds; None keeps the fleet value."""
+
+    escalation: Escalation | None = None
+    min_confidence: float | None = None
+    max_local_prompt_chars: int | None = None
+    cloud_tags: frozenset[str] | None = None
+    escalate_on_truncation: bool | None = None
+
+
+def for_tenant(base: PolicyConfig, override: TenantOverride | None) -> PolicyConfig:
+    """The policy one tenant runs under: `base` with the override's non-None fields applied."""
+    if override is None:
+        return base
+    changes = {f.name: getattr(override, f.name) for f in fields(override)}
+    return replace(base, **{k: v for k, v in changes.items() if v is not None})
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +88,14 @@ class LocalAnswer:
 
 
 def before_inference(request: InferenceRequest, config: PolicyConfig) -> Decision | None:
-    """Escalate without drafting when the prompt cannot be served locally at all; else None (draft first)."""
+    """Escalate without drafting when the prompt cannot or must not be served locally; else None (draft first).
+
+    A tenant that never escalates drafts even an over-long prompt: the engine then fails it clearly.
+    """
+    if config.escalation == "always":
+        return Decision(escalate=True, reason="tenant:always", scores={"prompt_chars": float(len(request.prompt))})
+    if config.escalation == "never":
+        return None
     if len(request.prompt) > config.max_local_prompt_chars:
         scores = {"prompt_chars": float(len(request.prompt))}
         return Decision(escalate=True, reason="prompt_too_long", scores=scores)
@@ -83,6 +115,9 @@ def after_inference(request: InferenceRequest, answer: LocalAnswer, config: Poli
     }
     if not math.isfinite(scores["mean_logprob"]):
         scores.pop("mean_logprob")
+    if config.escalation != "auto":
+        always = config.escalation == "always"
+        return Decision(always, "tenant:always" if always else "local:tenant_never", scores)
     tagged = sorted(set(request.tags) & config.cloud_tags)
     if tagged:
         return Decision(True, f"cloud_tag:{tagged[0]}", scores)
