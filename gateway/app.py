@@ -10,6 +10,7 @@ from typing import Any
 from ebrain.lifecycle import Lifecycle
 from ebrain.mqtt import MqttClient
 from gateway import kafka_io
+from gateway.core.provision import parse_inventory, tenants
 from gateway.downlink import Downlink, DownlinkStats, downlink_topics
 from gateway.settings import GatewaySettings
 from gateway.uplink import Uplink, UplinkStats
@@ -29,7 +30,7 @@ class Gateway(Lifecycle):
     """
 
     def __init__(self, settings: GatewaySettings) -> None:
-        self.settings = settings
+        self.settings = with_tenant_registry(settings)
         self.ready = asyncio.Event()
         self.uplink_stats = UplinkStats()
         self.downlink_stats = DownlinkStats()
@@ -96,6 +97,14 @@ class Gateway(Lifecycle):
                 await _close(consumer.stop())
         finally:
             await _close(producer.stop())  # flushes what is still batched
+
+
+def with_tenant_registry(settings: GatewaySettings) -> GatewaySettings:
+    """`settings` with `tenants` read from the provisioning inventory when only `inventory_file` is set."""
+    if settings.tenants is not None or settings.inventory_file is None:
+        return settings
+    registry = tenants(parse_inventory(settings.inventory_file.read_text()))
+    return settings.model_copy(update={"tenants": registry})
 
 
 async def _close(stopping: Coroutine[Any, Any, None]) -> None:

@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 from collections.abc import Mapping
+from pathlib import Path
 
 import typer
 
@@ -42,6 +43,31 @@ def run(
     configure(log_level, component="gateway")
     failed = asyncio.run(_serve(load_settings()))
     raise typer.Exit(code=1 if failed else 0)
+
+
+@app.command()
+def provision(
+    inventory: Path = typer.Argument(..., exists=True, dir_okay=False, help="CSV of `tenant,device` lines."),
+    out: Path = typer.Option(Path(".ebrain/mqtt-auth"), "--out", help="Where to write the files."),
+    gateway_user: str = typer.Option("ebrain-gateway", help="MQTT username of the gateway replicas."),
+) -> None:
+    """Write Mosquitto password + ACL files and credentials.json (0600) for every device in INVENTORY.
+
+    Existing passwords are kept; nothing secret is printed. Start Mosquitto with them:
+    `ebrain stack up --mqtt-auth OUT` (or password_file/acl_file in your own mosquitto.conf).
+    """
+    from gateway.core.provision import InventoryError  # noqa: PLC0415
+    from gateway.provision import provision as run_provision  # noqa: PLC0415
+
+    try:
+        result = run_provision(inventory, out, gateway_user=gateway_user)
+    except InventoryError as exc:
+        typer.echo(f"{inventory}: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(
+        f"{result.devices} devices ({result.new_users} new users); passwords in {result.credentials} (mode 0600)"
+    )
+    typer.echo(json.dumps(result.to_json(), sort_keys=True))
 
 
 async def _serve(settings: GatewaySettings) -> bool:

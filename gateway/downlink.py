@@ -116,6 +116,7 @@ class Downlink:
         for out in outs:
             env = out.envelope
             metrics.DOWNLINK_MESSAGES.labels(kind=env.data.KIND, outcome="published").inc()
+            metrics.BYTES.labels(direction="downlink").inc(len(out.payload))
             log.debug(
                 "downlink published",
                 extra={

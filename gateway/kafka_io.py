@@ -35,6 +35,7 @@ async def retry(op: str, attempt_fn: Callable[[], Awaitable[T]], backoff: Backof
         except (KafkaError, OSError) as exc:
             delay = backoff.delay(attempt)
             metrics.RETRIES.labels(op=op).inc()
+            metrics.KAFKA_ERRORS.labels(op=op, error=type(exc).__name__).inc()
             log.warning("kafka unavailable, retrying", extra={"op": op, "error": repr(exc), "retry_in_s": delay})
             attempt += 1
             await asyncio.sleep(delay)

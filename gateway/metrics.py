@@ -22,3 +22,20 @@ KAFKA_PRODUCE_SECONDS = Histogram(
 )
 RETRIES = Counter("ebrain_gateway_retries_total", "Retries after a transient failure, by operation", ["op"])
 UPLINK_INFLIGHT = Gauge("ebrain_gateway_uplink_inflight_messages", "Uplink messages awaiting Kafka's ack")
+BYTES = Counter(
+    "ebrain_gateway_bytes_total", "Payload bytes bridged, by direction (uplink, downlink)", ["direction"]
+)
+KAFKA_ERRORS = Counter(
+    "ebrain_gateway_kafka_errors_total", "Kafka operations that failed (then retried), by operation and error",
+    ["op", "error"],
+)
+RATE_LIMITED = Counter(
+    "ebrain_gateway_rate_limited_total",
+    "Uplink messages over a token-bucket limit, by scope (device, tenant), kind and action (replied, dropped)",
+    ["scope", "kind", "action"],
+)
+REJECT_REPLIES = Counter(
+    "ebrain_gateway_reject_replies_total",
+    "Reject replies to devices, by outcome (published, failed, overflow: the bounded reply queue was full)",
+    ["outcome"],
+)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -34,3 +35,16 @@ class GatewaySettings(BaseSettings):
     # How long one Kafka request may take before the gateway backs off and retries it.
     kafka_request_timeout_ms: int = Field(default=30_000, ge=100)
     retry_max_s: float = Field(default=10.0, gt=0)
+    # Tenant registry: when set (or derived from `inventory_file`, the provisioning CSV), uplinks of any other
+    # tenant are dead-lettered as unknown_tenant. None accepts every tenant.
+    tenants: frozenset[str] | None = None
+    inventory_file: Path | None = None
+    # Token buckets (0 = unlimited). Over the limit a request or escalation gets a `rejected` InferenceResult
+    # on the device's downlink; other kinds are dropped and counted (ebrain_gateway_rate_limited_total).
+    device_rate_per_s: float = Field(default=0.0, ge=0)
+    device_burst: float = Field(default=20.0, ge=1)
+    tenant_rate_per_s: float = Field(default=0.0, ge=0)
+    tenant_burst: float = Field(default=200.0, ge=1)
+    rate_limited_kinds: frozenset[str] = frozenset({"request", "escalation", "telemetry"})
+    # Reject replies waiting for their MQTT publish; beyond this they are dropped and counted.
+    max_pending_replies: int = Field(default=1000, ge=1)

@@ -4,6 +4,9 @@ Two steps joined by a bounded queue (the in-flight window): the reader validates
 its record to the producer's batch; the acker awaits the produce futures in arrival order, retries
 failures, and only then acks over MQTT. MQTT v5 requires acks in arrival order, and awaiting in order
 keeps each device's records in order on its partition (same key -> same partition).
+
+Messages over a rate limit never reach Kafka: they are acked in turn, counted, and a request or escalation
+gets a `rejected` reply on the device's downlink through a bounded reply queue (full -> counted overflow).
 """
 
 from __future__ import annotations
@@ -17,9 +20,11 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from ebrain.mqtt import MqttClient, MqttMessage
+from ebrain.mqtt import MqttClient, MqttError, MqttMessage
 from gateway import kafka_io, metrics
-from gateway.core import KafkaRecord, dead_letter_record, uplink_record, validate_uplink
+from gateway.core import KafkaRecord, MqttOut, dead_letter_record, uplink_record, validate_uplink
+from gateway.core.ratelimit import Limit, RateLimiter
+from gateway.core.reject import reject_reply
 from gateway.settings import GatewaySettings
 from schemas import InvalidMessage, Reason
 from schemas.topics import parse_mqtt
@@ -35,15 +40,18 @@ class UplinkStats:
     acked: int = 0
     produced: int = 0
     deadlettered: int = 0
+    rate_limited: int = 0
+    replies: int = 0
 
 
 @dataclass
 class _InFlight:
     message: MqttMessage
-    record: KafkaRecord
+    record: KafkaRecord | None  # None: refused before Kafka (rate limited)
     kind: str
-    outcome: str  # "produced" or "deadlettered"
+    outcome: str  # "produced", "deadlettered" or "rate_limited"
     started: float
+    reply: MqttOut | None = None
     future: asyncio.Future[Any] | None = None
     send_error: BaseException | None = None
 
@@ -65,6 +73,11 @@ class Uplink:
         self._mqtt = mqtt
         self._producer = producer
         self.stats = stats
+        self._limiter = RateLimiter(
+            Limit(settings.device_rate_per_s, settings.device_burst),
+            Limit(settings.tenant_rate_per_s, settings.tenant_burst),
+        )
+        self._replies: asyncio.Queue[MqttOut] = asyncio.Queue(maxsize=settings.max_pending_replies)
         # Cleared while the acker recovers a failed produce, so no newer record overtakes it.
         self._kafka_ok = asyncio.Event()
         self._kafka_ok.set()
@@ -74,27 +87,45 @@ class Uplink:
         window: asyncio.Queue[_InFlight | None] = asyncio.Queue(maxsize=self._settings.max_inflight)
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._ack_in_order(window), name="uplink-acker")
+            replier = tg.create_task(self._send_replies(), name="uplink-replies")
             await self._read(window)
+            replier.cancel()
 
     async def _read(self, window: asyncio.Queue[_InFlight | None]) -> None:
         async for message in self._mqtt.messages():
             self.stats.received += 1
+            metrics.BYTES.labels(direction="uplink").inc(len(message.payload))
             item = self._prepare(message)
-            await self._kafka_ok.wait()
-            try:
-                item.future = await kafka_io.send(self._producer, item.record)
-            except (KafkaError, OSError) as exc:
-                item.send_error = exc  # the acker retries it, in order
+            if item.record is not None:
+                await self._kafka_ok.wait()
+                try:
+                    item.future = await kafka_io.send(self._producer, item.record)
+                except (KafkaError, OSError) as exc:
+                    item.send_error = exc  # the acker retries it, in order
             await window.put(item)
             metrics.UPLINK_INFLIGHT.set(window.qsize())
         await window.put(None)
 
     def _prepare(self, message: MqttMessage) -> _InFlight:
         started = time.perf_counter()
+        s = self._settings
         try:
-            envelope = validate_uplink(message.topic, message.payload, max_bytes=self._settings.max_message_bytes)
+            envelope = validate_uplink(message.topic, message.payload, max_bytes=s.max_message_bytes, tenants=s.tenants)
         except InvalidMessage as exc:
             return self._dead(message, exc, started)
+        kind = envelope.data.KIND
+        if self._limiter.enabled and kind in s.rate_limited_kinds:
+            scope = self._limiter.check(envelope.tenant, envelope.device, time.monotonic())
+            if scope is not None:
+                reply = reject_reply(envelope, scope)
+                action = "replied" if reply is not None else "dropped"
+                metrics.RATE_LIMITED.labels(scope=scope.value, kind=kind, action=action).inc()
+                log.info(
+                    "uplink rate limited",
+                    extra={"msg_id": envelope.id, "tenant": envelope.tenant, "device": envelope.device,
+                           "scope": scope.value, "kind": kind, "action": action},
+                )
+                return _InFlight(message, None, kind, "rate_limited", started, reply=reply)
         log.debug(
             "uplink accepted",
             extra={
@@ -105,7 +136,7 @@ class Uplink:
                 "kind": envelope.data.KIND,
             },
         )
-        return _InFlight(message, uplink_record(envelope), envelope.data.KIND, "produced", started)
+        return _InFlight(message, uplink_record(envelope), kind, "produced", started)
 
     def _dead(self, message: MqttMessage, error: InvalidMessage, started: float) -> _InFlight:
         record = dead_letter_record(message.topic, message.payload, error)
@@ -125,19 +156,46 @@ class Uplink:
 
     async def _ack_in_order(self, window: asyncio.Queue[_InFlight | None]) -> None:
         while (item := await window.get()) is not None:
-            await self._settle(item)
+            if item.record is not None:
+                await self._settle(item)
+                metrics.KAFKA_PRODUCE_SECONDS.observe(time.perf_counter() - item.started)
             self._mqtt.ack(item.message)
-            metrics.KAFKA_PRODUCE_SECONDS.observe(time.perf_counter() - item.started)
             metrics.UPLINK_MESSAGES.labels(kind=item.kind, outcome=item.outcome).inc()
             metrics.UPLINK_INFLIGHT.set(window.qsize())
             self.stats.acked += 1
             if item.outcome == "produced":
                 self.stats.produced += 1
-            else:
+            elif item.outcome == "deadlettered":
                 self.stats.deadlettered += 1
+            else:
+                self.stats.rate_limited += 1
+                self._queue_reply(item.reply)
+
+    def _queue_reply(self, reply: MqttOut | None) -> None:
+        if reply is None:
+            return
+        try:
+            self._replies.put_nowait(reply)
+        except asyncio.QueueFull:
+            metrics.REJECT_REPLIES.labels(outcome="overflow").inc()
+            log.warning("reject reply dropped: reply queue full", extra={"msg_id": reply.envelope.id})
+
+    async def _send_replies(self) -> None:
+        while True:
+            reply = await self._replies.get()
+            try:
+                await self._mqtt.publish(reply.topic, reply.payload, qos=1)
+            except MqttError as exc:
+                metrics.REJECT_REPLIES.labels(outcome="failed").inc()
+                log.warning("reject reply not published", extra={"msg_id": reply.envelope.id, "error": repr(exc)})
+                continue
+            metrics.REJECT_REPLIES.labels(outcome="published").inc()
+            metrics.BYTES.labels(direction="downlink").inc(len(reply.payload))
+            self.stats.replies += 1
 
     async def _settle(self, item: _InFlight) -> None:
         """Return once Kafka has the item's record (or its dead letter, if Kafka can never take it)."""
+        assert item.record is not None
         try:
             if item.future is None:
                 raise item.send_error or RuntimeError("record was never sent")
@@ -146,10 +204,12 @@ class Uplink:
             self._too_big(item, exc)
             await self._recover(item)
         except (KafkaError, OSError) as exc:
+            metrics.KAFKA_ERRORS.labels(op="produce", error=type(exc).__name__).inc()
             log.warning("kafka produce failed, retrying in order", extra={"error": repr(exc)})
             await self._recover(item)
 
     async def _recover(self, item: _InFlight) -> None:
+        assert item.record is not None
         self._kafka_ok.clear()
         try:
             await kafka_io.produce(self._producer, item.record, self._settings)

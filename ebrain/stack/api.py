@@ -61,7 +61,8 @@ def _specs(cfg: StackSettings) -> list[_Spec]:
 
     def mosquitto(binary: str, layout: StateLayout) -> list[str]:
         layout.mosquitto_data.mkdir(parents=True, exist_ok=True)
-        layout.mosquitto_conf.write_text(mosquitto_config(mqtt, layout.mosquitto_data, getpass.getuser()))
+        auth = cfg.mqtt_auth_dir.resolve() if cfg.mqtt_auth_dir is not None else None
+        layout.mosquitto_conf.write_text(mosquitto_config(mqtt, layout.mosquitto_data, getpass.getuser(), auth))
         return mosquitto_argv(binary, layout.mosquitto_conf)
 
     def redis_cmd(binary: str, layout: StateLayout) -> list[str]:

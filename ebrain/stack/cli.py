@@ -26,9 +26,13 @@ StateDir = Annotated[
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object on the last line.")]
 
 
-def _settings(state_dir: Path | None) -> StackSettings:
+def _settings(state_dir: Path | None, mqtt_auth: Path | None = None) -> StackSettings:
     cfg = StackSettings()
-    return cfg if state_dir is None else cfg.model_copy(update={"state_dir": state_dir})
+    if state_dir is not None:
+        cfg = cfg.model_copy(update={"state_dir": state_dir})
+    if mqtt_auth is not None:
+        cfg = cfg.model_copy(update={"mqtt_auth_dir": mqtt_auth})
+    return cfg
 
 
 def _print(st: StackStatus, as_json: bool) -> None:
@@ -38,9 +42,17 @@ def _print(st: StackStatus, as_json: bool) -> None:
 
 
 @app.command()
-def up(state_dir: StateDir = None, as_json: Json = False) -> None:
+def up(
+    state_dir: StateDir = None,
+    as_json: Json = False,
+    mqtt_auth: Annotated[
+        Path | None,
+        typer.Option("--mqtt-auth", help="Start Mosquitto with the password/ACL files of `ebrain gateway provision` "
+                     "in this folder (env EBRAIN_STACK_MQTT_AUTH_DIR)."),
+    ] = None,
+) -> None:
     """Start MQTT, Kafka and Redis where nothing serves them yet; reuse what already runs. Idempotent."""
-    cfg = _settings(state_dir)
+    cfg = _settings(state_dir, mqtt_auth)
     try:
         st = api.up(settings=cfg)
     except StackError as exc:

@@ -151,12 +151,18 @@ def mosquitto_argv(binary: str, conf: Path) -> list[str]:
     return [binary, "-c", str(conf)]
 
 
-def mosquitto_config(ep: Endpoint, data_dir: Path, user: str) -> str:
-    """A local-development config: anonymous clients, persistence under the state directory."""
+def mosquitto_config(ep: Endpoint, data_dir: Path, user: str, auth_dir: Path | None = None) -> str:
+    """A local-development config: persistence under the state directory; anonymous clients unless
+    `auth_dir` holds the files of `ebrain gateway provision` (then passwords and per-device ACLs)."""
     # Run as root, Mosquitto drops to `user` (default "mosquitto", who cannot write our state dir).
+    if auth_dir is None:
+        auth = ["allow_anonymous true"]
+    else:
+        auth = ["allow_anonymous false", f"password_file {auth_dir / 'mosquitto.passwd'}",
+                f"acl_file {auth_dir / 'mosquitto.acl'}"]
     return "\n".join([
         f"listener {ep.port} {ep.host}",
-        "allow_anonymous true",
+        *auth,
         "persistence true",
         f"persistence_location {data_dir}/",
         # Mosquitto's default (1000 queued messages per client) drops QoS 1 messages for a gateway that is at

@@ -10,7 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 class StackSettings(BaseSettings):
     """Env: EBRAIN_STATE_DIR, EBRAIN_KAFKA_BOOTSTRAP, EBRAIN_REDIS_URL, EBRAIN_STACK_{MQTT,KAFKA,REDIS}_PORT,
-    EBRAIN_STACK_READY_TIMEOUT_S."""
+    EBRAIN_STACK_READY_TIMEOUT_S, EBRAIN_STACK_MQTT_AUTH_DIR."""
 
     model_config = SettingsConfigDict(env_prefix="EBRAIN_STACK_", frozen=True, populate_by_name=True)
 
@@ -23,5 +23,8 @@ class StackSettings(BaseSettings):
     mqtt_port: int = Field(default=1883, ge=1, le=65535)
     kafka_port: int = Field(default=19092, ge=1, le=65535)
     redis_port: int = Field(default=6390, ge=1, le=65535)
+    # Files from `ebrain gateway provision`: the Mosquitto we start then requires passwords and applies ACLs.
+    # (An MQTT broker that already listens is used as is: configure it with the same files yourself.)
+    mqtt_auth_dir: Path | None = None
     ready_timeout_s: float = Field(default=20.0, gt=0)
     stop_timeout_s: float = Field(default=10.0, gt=0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from typing import Any
 
 from gateway.core.records import KafkaRecord
@@ -19,13 +20,18 @@ def _address(topic: str) -> TopicAddress:
     return address
 
 
-def validate_uplink(topic: str, raw: bytes, *, max_bytes: int) -> Envelope[Any]:
-    """The envelope a device sent on `topic`, or InvalidMessage (size, JSON, schema, topic mismatch).
+def validate_uplink(
+    topic: str, raw: bytes, *, max_bytes: int, tenants: Collection[str] | None = None
+) -> Envelope[Any]:
+    """The envelope a device sent on `topic`, or InvalidMessage (size, JSON, schema, topic mismatch, tenant).
 
     The topic is the device's authenticated identity, so the envelope may not claim another tenant,
-    device or kind than the topic it arrived on.
+    device or kind than the topic it arrived on. With `tenants` (the registry), any other tenant is
+    refused as unknown_tenant before the payload is even parsed.
     """
     address = _address(topic)
+    if tenants is not None and address.tenant not in tenants:
+        raise InvalidMessage(Reason.UNKNOWN_TENANT, f"tenant {address.tenant!r} is not registered")
     envelope = decode(raw, max_bytes=max_bytes)
     if address.kind != envelope.data.KIND:
         raise InvalidMessage(Reason.TOPIC_MISMATCH, f"{envelope.type} published on kind {address.kind!r}")
