@@ -6,24 +6,33 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
-from ebrain.inference import Completion, Engine, EngineOverloaded, EngineUnavailable
-from ebrain.mqtt import MqttClient, MqttMessage
+from ebrain.inference import Completion, Engine, EngineOverloaded
+from ebrain.inference.ports import EngineError
+from ebrain.mqtt import MqttMessage
 from edge import metrics
 from edge.core.policy import Decision, LocalAnswer, PolicyConfig, after_inference, before_inference
+from edge.spool import SpoolFullError
+from edge.telemetry import CpuMeter, RateMeter, peak_rss_mb, rss_mb
 from edge.uplink import Uplink
 from schemas import (
+    Envelope,
     Escalation,
     InferenceRequest,
     InferenceResult,
     InvalidMessage,
+    ModelUpdate,
     Telemetry,
     decode,
     make,
     new_trace_id,
 )
+
+if TYPE_CHECKING:
+    from edge.ota import ModelManager
 from schemas.topics import mqtt_downlink_filter, parse_mqtt
 
 log = logging.getLogger(__name__)
@@ -38,8 +47,20 @@ class Outcome:
     escalation_reason: str | None = None
 
 
+class Downlink(Protocol):
+    """What the agent reads its downlink from: ebrain.mqtt.MqttClient or edge.link.MqttLink."""
+
+    async def subscribe(self, topic_filter: str, qos: int = 1) -> None: ...
+
+    def messages(self) -> AsyncIterator[MqttMessage]: ...
+
+
 class EdgeAgent:
-    """Owns the downlink reader and telemetry tasks; `handle` answers one request end to end."""
+    """Owns the downlink reader and telemetry tasks; `handle` answers one request end to end.
+
+    `uplink` may be the plain MQTT one or edge.forward.StoreAndForward (spooling while offline); `ota`, when
+    given, receives model update orders from the downlink and is started and stopped with the agent.
+    """
 
     def __init__(
         self,
@@ -47,26 +68,33 @@ class EdgeAgent:
         tenant: str,
         device: str,
         engine: Engine,
-        mqtt: MqttClient,
+        mqtt: Downlink,
         uplink: Uplink,
         policy: PolicyConfig,
         max_pending: int = 64,
         reply_timeout_s: float = 120.0,
         telemetry_interval_s: float = 30.0,
+        ota: ModelManager | None = None,
     ) -> None:
         self.tenant, self.device = tenant, device
         self._engine, self._mqtt, self._uplink, self._policy = engine, mqtt, uplink, policy
+        self._ota = ota
         self._reply_timeout_s = reply_timeout_s
         self._telemetry_interval_s = telemetry_interval_s
         self._slots = asyncio.Semaphore(max_pending)
         self._pending: dict[str, asyncio.Future[InferenceResult]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._started = time.monotonic()
-        self.counters: dict[str, float] = {"local": 0, "escalated": 0, "replies": 0, "failed": 0}
+        self._cpu, self._rate = CpuMeter(), RateMeter()
+        self._tokens, self._busy_s = 0, 0.0
+        self.counters: dict[str, float] = {"local": 0, "escalated": 0, "replies": 0, "failed": 0, "rejected": 0,
+                                           "late_replies": 0}
 
     async def __aenter__(self) -> Self:
         if not self._tasks:
             await self._mqtt.subscribe(mqtt_downlink_filter(self.tenant, self.device), qos=1)
+            if self._ota is not None:
+                await self._ota.start()
             self._tasks = [
                 asyncio.create_task(self._read_downlink(), name=f"edge-downlink-{self.device}"),
                 asyncio.create_task(self._telemetry_loop(), name=f"edge-telemetry-{self.device}"),
@@ -80,22 +108,34 @@ class EdgeAgent:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self._ota is not None:
+            await self._ota.stop()
         for future in self._pending.values():
             future.cancel()
 
-    async def handle(self, request: InferenceRequest) -> Outcome:
-        """Answer `request`: locally when the policy trusts the draft, else via the cloud."""
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    async def handle(self, request: InferenceRequest, *, on_piece: Callable[[str], None] | None = None) -> Outcome:
+        """Answer `request`: locally when the policy trusts the draft, else via the cloud.
+
+        `on_piece` receives the local draft's text as it is generated (streaming); the policy judges the
+        whole draft afterwards, so a streamed draft may still be replaced by the cloud's answer.
+        """
         start = time.monotonic()
         trace_id = new_trace_id()
         decision = before_inference(request, self._policy)
         completion: Completion | None = None
         if decision is None:
             try:
-                completion = await self._engine.complete(request)
+                completion = await self._complete(request, on_piece)
             except EngineOverloaded:
-                return self._finish(start, self._status(request, "rejected", "local_queue_full"))
-            except EngineUnavailable as exc:
-                log.warning("local engine failed, escalating", extra=self._ids(request, trace_id, err=str(exc)))
+                return await self._reject(request, trace_id, start, "local_queue_full")
+            except EngineError as exc:
+                log.warning("local engine failed", extra=self._ids(request, trace_id, err=str(exc)[:300]))
+                if self._policy.escalation == "never":
+                    return self._finish(start, self._status(request, "failed", "local_engine_failed"))
                 decision = Decision(True, "local_engine_failed", {})
             else:
                 metrics.INFERENCE.observe(completion.latency_ms / 1000)
@@ -103,10 +143,36 @@ class EdgeAgent:
                 decision = after_inference(request, answer, self._policy)
         if not decision.escalate and completion is not None:
             result = self._local_result(request, completion, decision)
-            await self._uplink.send(make(result, tenant=self.tenant, device=self.device, trace_id=trace_id))
+            if not await self._send(make(result, tenant=self.tenant, device=self.device, trace_id=trace_id)):
+                return await self._reject(request, trace_id, start, "spool_full")
             self.counters["local"] += 1
             return self._finish(start, result)
         return await self._escalate(request, completion, decision, trace_id, start)
+
+    async def _complete(self, request: InferenceRequest, on_piece: Callable[[str], None] | None) -> Completion:
+        complete: Any = self._engine.complete  # engines that stream take on_piece (LlamaCppEngine, Swappable)
+        completion: Completion = await (complete(request, on_piece=on_piece) if on_piece else complete(request))
+        self._tokens += completion.completion_tokens
+        self._busy_s += completion.latency_ms / 1000
+        return completion
+
+    async def _send(self, envelope: Envelope[Any]) -> bool:
+        """Hand one message to the uplink; False when the spool is full of must-arrive messages."""
+        try:
+            await self._uplink.send(envelope)
+        except SpoolFullError as exc:
+            log.warning("spool full: refusing work", extra={"msg_id": envelope.id, "err": str(exc), **self._who()})
+            return False
+        return True
+
+    async def _reject(self, request: InferenceRequest, trace_id: str, start: float, reason: str) -> Outcome:
+        """Refuse at once with a clear reply, published (best effort) so the fleet sees the refusal too."""
+        result = self._status(request, "rejected", reason)
+        self.counters["rejected"] += 1
+        metrics.REJECTED.labels(reason).inc()
+        if reason != "spool_full":  # with a full spool there is nowhere to put the reply
+            await self._send(make(result, tenant=self.tenant, device=self.device, trace_id=trace_id))
+        return self._finish(start, result)
 
     async def _escalate(
         self, request: InferenceRequest, draft: Completion | None, decision: Decision, trace_id: str, start: float
@@ -126,7 +192,8 @@ class EdgeAgent:
             metrics.PENDING.set(len(self._pending))
             try:
                 envelope = make(escalation, tenant=self.tenant, device=self.device, trace_id=trace_id)
-                await self._uplink.send(envelope)
+                if not await self._send(envelope):
+                    return await self._reject(request, trace_id, start, "spool_full")
                 self.counters["escalated"] += 1
                 log.info("escalated", extra=self._ids(request, trace_id, msg_id=envelope.id, reason=decision.reason))
                 result = await asyncio.wait_for(future, self._reply_timeout_s)
@@ -155,10 +222,18 @@ class EdgeAgent:
         if isinstance(envelope.data, InferenceResult):
             future = self._pending.get(envelope.data.request_id)
             if future is None or future.done():
+                # A duplicate, or the reply to an escalation sent before a restart: nobody waits for it now.
+                self.counters["late_replies"] += 1
                 metrics.DUPLICATE_REPLIES.inc()
+                log.info("reply with no waiter", extra={"msg_id": envelope.id, "request_id": envelope.data.request_id,
+                                                        **self._who()})
                 return
             self.counters["replies"] += 1
             future.set_result(envelope.data)
+        elif isinstance(envelope.data, ModelUpdate) and self._ota is not None:
+            log.info("model update order", extra={"msg_id": envelope.id, "version": envelope.data.version,
+                                                  **self._who()})
+            self._ota.submit(envelope.data)
         else:
             log.info("downlink message", extra={"msg_id": envelope.id, "type": envelope.type, **self._who()})
 
@@ -168,15 +243,38 @@ class EdgeAgent:
             await self.publish_telemetry()
 
     async def publish_telemetry(self) -> None:
-        """Publish one telemetry message (model version, pending escalations, counters)."""
-        payload = Telemetry(
+        """Publish one telemetry message: model, queue and spool depth, rates, RSS, CPU, counters."""
+        await self._send(make(self.telemetry(), tenant=self.tenant, device=self.device))
+
+    def telemetry(self) -> Telemetry:
+        """A health snapshot; rates (tokens/s, CPU %) cover the time since the previous snapshot."""
+        queue_depth = int(getattr(self._engine, "queue_depth", 0))
+        spool = getattr(self._uplink, "spool", None)
+        answered = self.counters["local"] + self.counters["escalated"]
+        counters = {
+            **self.counters,
+            "pending_escalations": float(len(self._pending)),
+            "tokens_per_s": round(self._rate.read(self._tokens, self._busy_s), 2),
+            "escalation_rate": round(self.counters["escalated"] / answered, 4) if answered else 0.0,
+            "rss_mb": round(rss_mb(), 1),
+            "peak_rss_mb": round(peak_rss_mb(), 1),
+            "cpu_pct": round(self._cpu.read(), 1),
+        }
+        counters |= {f"spool_{k}": float(v) for k, v in (spool.counters if spool else {}).items()}
+        counters |= {k: float(v) for k, v in (self._ota.counters if self._ota else {}).items()}
+        metrics.TOKENS_PER_S.set(counters["tokens_per_s"])
+        metrics.QUEUE_DEPTH.set(queue_depth)
+        metrics.RSS.set(counters["rss_mb"] * 1e6)
+        return Telemetry(
             model_id=self._engine.model_id,
             model_version=self._engine.model_version,
             uptime_s=time.monotonic() - self._started,
-            queue_depth=len(self._pending),
-            counters=dict(self.counters),
+            queue_depth=queue_depth,
+            spool_depth=len(spool) if spool is not None else 0,
+            counters=counters,
+            canary=self._ota.canary if self._ota else False,
+            model_update=self._ota.last_report if self._ota else None,
         )
-        await self._uplink.send(make(payload, tenant=self.tenant, device=self.device))
 
     def _local_result(self, request: InferenceRequest, completion: Completion, decision: Decision) -> InferenceResult:
         return InferenceResult(

@@ -61,6 +61,7 @@ class EdgeSettings(BaseSettings):
     spool_path: Path | None = Field(default=None, description="Default: <state_dir>/spool/<tenant>-<device>.db")
     spool_max_entries: int = Field(default=10_000, ge=2)
     spool_ttl_s: float = Field(default=7 * 24 * 3600, gt=0)
+    connect_grace_s: float = Field(default=5.0, ge=0, description="At start, wait this long for the broker.")
     publish_timeout_s: float = Field(default=10.0, gt=0, description="Wait this long for a PUBACK, then spool.")
     drain_timeout_s: float = Field(default=30.0, ge=0, description="On shutdown, try this long to empty the spool.")
     # Over-the-air model updates (edge.ota).
@@ -79,8 +80,9 @@ class EdgeSettings(BaseSettings):
         override = self.tenant_policies.get(tenant or self.tenant)
         return for_tenant(base, TenantOverride(**override.model_dump()) if override else None)
 
-    def spool_file(self, tenant: str | None = None, device: str | None = None) -> Path:
-        """This device's spool database (one per device, so simulated devices never share one)."""
-        if self.spool_path is not None and tenant is None and device is None:
+    def spool_file(self, device: str | None = None) -> Path:
+        """A device's spool database (one per device, so simulated devices never share one)."""
+        device = device or self.device
+        if self.spool_path is not None and device == self.device:
             return self.spool_path
-        return self.state_dir / "spool" / f"{tenant or self.tenant}-{device or self.device}.db"
+        return self.state_dir / "spool" / f"{self.tenant}-{device}.db"

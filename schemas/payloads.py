@@ -91,6 +91,11 @@ class Telemetry(Payload):
     queue_depth: int = Field(default=0, ge=0)
     spool_depth: int = Field(default=0, ge=0)
     counters: dict[ShortText, float] = Field(default_factory=dict, max_length=64)
+    # Optional, added without a version bump (older senders simply omit them):
+    canary: bool = Field(default=False, description="The running model came from a canary rollout.")
+    model_update: ShortText | None = Field(
+        default=None, description="Outcome of the last OTA order: 'ok:<version>' or 'failed:<version>:<why>'."
+    )
 
 
 class ModelUpdate(Payload):

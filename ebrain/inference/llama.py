@@ -144,9 +144,23 @@ class LlamaCppEngine:
         """The tokens `request` is rendered to (chat template applied); tokenizing needs no context."""
         return self._prompt_tokens(self._require_llm(), request)
 
-    async def complete(self, request: InferenceRequest) -> Completion:
-        """Answer one request. Raises EngineOverloaded, EngineUnavailable or PromptTooLongError."""
-        return await self._submit(_Job(request))
+    async def complete(
+        self, request: InferenceRequest, *, on_piece: Callable[[str], None] | None = None
+    ) -> Completion:
+        """Answer one request. Raises EngineOverloaded, EngineUnavailable or PromptTooLongError.
+
+        `on_piece`, when given, is called on the event loop with each piece of text as it is generated
+        (streaming without giving up the Completion's counts and log-probability).
+        """
+        job = _Job(request)
+        if on_piece is not None:
+            loop = asyncio.get_running_loop()
+
+            def hand_over(piece: str) -> None:
+                loop.call_soon_threadsafe(on_piece, piece)  # never blocks the inference thread
+
+            job.on_piece = hand_over
+        return await self._submit(job)
 
     async def stream(self, request: InferenceRequest) -> AsyncIterator[str]:
         """Yield the answer's text piece by piece as it is generated (same errors as `complete`).
@@ -346,6 +360,14 @@ async def _next_piece(queue: asyncio.Queue[str], task: asyncio.Future[Completion
 
 
 _PARAMS_PATCH = threading.Lock()
+
+
+def load_llama(path: Path, *, use_extra_bufts: bool | None = None, **kwargs: Any) -> Llama:
+    """A plain `llama_cpp.Llama` loaded the way the engine loads it (weight repacking off on AMX builds).
+
+    Benchmarks use it for their raw baseline: a plain `Llama()` crashes on AMX builds with quantized models.
+    """
+    return _load(path, use_extra_bufts=use_extra_bufts, **kwargs)
 
 
 def _load(path: Path, *, use_extra_bufts: bool | None, **kwargs: Any) -> Llama:

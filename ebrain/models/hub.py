@@ -18,7 +18,14 @@ from typing import TypeVar
 
 import httpx
 
-from ebrain.models.store import CHUNK, ModelFetchError, part_path, recorded_sha256, write_sidecar
+from ebrain.models.store import (
+    CHUNK,
+    ModelFetchError,
+    ModelVerifyError,
+    part_path,
+    recorded_sha256,
+    write_sidecar,
+)
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +84,37 @@ def pull_hf(
     os.replace(part_path(dest), dest)
     write_sidecar(dest, digest)
     log.info("model ready", extra={"url": url, "path": str(dest), "sha256": digest})
+    return dest
+
+
+def download_verified(
+    url: str, dest: Path, *, sha256: str, size: int, attempts: int = 3, timeout_s: float = 30.0
+) -> Path:
+    """Download `url` to `dest` (resuming `<dest>.part` with HTTP Range), check `size` and `sha256`, rename.
+
+    What OTA updates use: the expected digest comes from the order, not from the server. Raises
+    ModelVerifyError when the bytes differ (the partial file is deleted), ModelFetchError on transport or
+    HTTP errors after `attempts` tries.
+    """
+    if dest.is_file() and recorded_sha256(dest) == sha256 and dest.stat().st_size == size:
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = part_path(dest)
+    with httpx.Client(follow_redirects=True, timeout=timeout_s, headers={"User-Agent": "enterprise-brain"}) as client:
+        for attempt in range(1, attempts + 1):
+            try:
+                digest = _download(client, url, part)
+                break
+            except httpx.TransportError as exc:
+                log.warning("download interrupted", extra={"url": url, "attempt": attempt, "error": str(exc)})
+                if attempt == attempts:
+                    raise ModelFetchError(f"{url}: {exc} (after {attempts} attempts)") from exc
+    got = part.stat().st_size
+    if got != size or digest != sha256:
+        part.unlink(missing_ok=True)
+        raise ModelVerifyError(f"{url}: got {got} bytes sha256 {digest}, expected {size} bytes sha256 {sha256}")
+    os.replace(part, dest)
+    write_sidecar(dest, digest)
     return dest
 
 

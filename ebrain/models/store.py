@@ -14,6 +14,10 @@ class ModelFetchError(RuntimeError):
     """Fetching a model failed (network, pip, disk) or it failed verification; retrying may help."""
 
 
+class ModelVerifyError(ModelFetchError):
+    """The bytes arrived but are not the ones ordered (size or sha256 differ): do not use them."""
+
+
 @dataclass(frozen=True, slots=True)
 class CachedModel:
     path: Path
