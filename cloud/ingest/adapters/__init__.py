@@ -1,0 +1,1 @@
+"""Adapters around the pure core: Presidio, datasketch, pyarrow, Kafka."""

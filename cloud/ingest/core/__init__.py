@@ -1,0 +1,1 @@
+"""The pure core of ingestion: standard library and schemas only, mypy --strict."""
