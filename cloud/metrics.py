@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 REQUESTS = Counter(
     "ebrain_cloud_requests_total",
@@ -27,4 +27,50 @@ RETRIES = Counter(
     "ebrain_cloud_engine_retries_total",
     "Engine calls retried after a retryable error, by error type.",
     ["error"],
+)
+BACKEND_REQUESTS = Counter(
+    "ebrain_cloud_backend_requests_total",
+    "Backend attempts by backend and outcome (ok, overloaded, timeout, unavailable, invalid).",
+    ["backend", "outcome"],
+)
+BREAKER_OPEN = Gauge(
+    "ebrain_cloud_backend_circuit_open",
+    "1 while a backend's circuit breaker is open (requests skip it until the cooldown ends).",
+    ["backend"],
+)
+BACKEND_KV_CACHE = Gauge(
+    "ebrain_cloud_backend_kv_cache_usage_ratio", "KV-cache usage scraped from the backend's /metrics.", ["backend"]
+)
+BACKEND_WAITING = Gauge(
+    "ebrain_cloud_backend_waiting_requests", "Requests waiting in the backend, scraped from /metrics.", ["backend"]
+)
+ROUTES = Counter(
+    "ebrain_cloud_results_total",
+    "Results by route (cloud, cache) and status (ok, deferred, failed, rejected).",
+    ["route", "status"],
+)
+CACHE_LOOKUPS = Counter(
+    "ebrain_cloud_cache_lookups_total",
+    "Cache lookups by outcome (exact_hit, semantic_hit, guarded, miss, error).",
+    ["outcome"],
+)
+CACHE_SEMANTIC = Gauge(
+    "ebrain_cloud_cache_semantic_enabled",
+    "1 when the cache runs semantic lookups (Redis 8 vector sets), 0 when it runs as an exact cache.",
+)
+RATE_LIMITED = Counter(
+    "ebrain_cloud_rate_limited_total", "Requests rejected by a rate limit, by scope (tenant, device).", ["scope"]
+)
+RATELIMIT_ERRORS = Counter(
+    "ebrain_cloud_ratelimit_errors_total",
+    "Rate-limit checks that could not reach Redis, by the policy applied (open, closed).",
+    ["policy"],
+)
+RETRY_TOPIC = Counter(
+    "ebrain_cloud_retry_topic_total",
+    "Requests put on (deferred) or taken from (retried) the retry topic.",
+    ["action"],
+)
+REPLAYS = Counter(
+    "ebrain_cloud_replays_total", "Redelivered requests answered from the stored reply instead of re-run."
 )

@@ -10,8 +10,9 @@ from typing import Any
 
 from ebrain.inference.ports import Completion
 from schemas import Envelope, Escalation, InferenceRequest, InferenceResult, InvalidMessage, Reason, make
+from schemas.payloads import Route, Status
 
-ROUTE = "cloud"
+ROUTE: Route = "cloud"
 SOURCE = "ebrain://cloud"
 _SHORT = 512  # schemas.payloads.ShortText
 
@@ -54,12 +55,21 @@ def _reply(envelope: Envelope[Any], result: InferenceResult) -> Envelope[Inferen
 
 
 def answered(
-    envelope: Envelope[Any], completion: Completion, *, latency_ms: float | None = None
+    envelope: Envelope[Any],
+    completion: Completion,
+    *,
+    latency_ms: float | None = None,
+    route: Route = ROUTE,
+    reason: str | None = None,
+    scores: dict[str, float] | None = None,
 ) -> Envelope[InferenceResult]:
-    """An `ok` cloud result for `envelope` from `completion`; latency defaults to the engine's own."""
+    """An `ok` result for `envelope` from `completion`; latency defaults to the engine's own.
+
+    `reason` (default: why the cloud was asked) and `scores` say which route served it and why.
+    """
     result = InferenceResult(
         request_id=request_of(envelope).request_id,
-        route=ROUTE,
+        route=route,
         status="ok",
         text=completion.text,
         model_id=completion.model_id[:_SHORT],
@@ -68,22 +78,38 @@ def answered(
         completion_tokens=completion.completion_tokens,
         latency_ms=max(0.0, completion.latency_ms if latency_ms is None else latency_ms),
         confidence=confidence(completion),
-        reason=why_cloud(envelope),
+        reason=(reason if reason is not None else why_cloud(envelope))[:_SHORT],
+        scores=_scores(scores),
     )
     return _reply(envelope, result)
 
 
 def failed(
-    envelope: Envelope[Any], reason: str, *, model_id: str, model_version: str, latency_ms: float
+    envelope: Envelope[Any],
+    reason: str,
+    *,
+    model_id: str,
+    model_version: str,
+    latency_ms: float,
+    status: Status = "failed",
+    scores: dict[str, float] | None = None,
 ) -> Envelope[InferenceResult]:
-    """A `failed` cloud result carrying why: the device learns the outcome instead of waiting forever."""
+    """A result without an answer, carrying why: `failed` (given up), `deferred` (queued for a retry, the
+    answer follows later with the same request id) or `rejected` (over a rate limit). The device learns the
+    outcome instead of waiting forever."""
     result = InferenceResult(
         request_id=request_of(envelope).request_id,
         route=ROUTE,
-        status="failed",
+        status=status,
         model_id=model_id[:_SHORT],
         model_version=model_version[:_SHORT],
         latency_ms=max(0.0, latency_ms),
         reason=reason[:_SHORT],
+        scores=_scores(scores),
     )
     return _reply(envelope, result)
+
+
+def _scores(scores: dict[str, float] | None) -> dict[str, float]:
+    # The schema caps the map at 32 entries of short keys; keep the first ones rather than refuse the result.
+    return {k[:_SHORT]: float(v) for k, v in list((scores or {}).items())[:32]}
