@@ -61,6 +61,9 @@ class InferenceResult(Payload):
     confidence: float | None = Field(default=None, ge=0.0, le=1.0)
     reason: ShortText = Field(default="", description="Why this route served it, or why it failed.")
     scores: dict[ShortText, float] = Field(default_factory=dict, max_length=32)
+    # Optional, added without a version bump (older senders omit it): the prompt answered, so a local
+    # result can become a training record (cloud.ingest); the edge sets it, replies to the edge need not.
+    prompt: Text | None = Field(default=None, description="The prompt this result answers, when shared.")
 
 
 class Escalation(Payload):
