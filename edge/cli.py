@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -74,3 +75,36 @@ def run(
     settings = EdgeSettings(**overrides)
     serve(settings.metrics_port)
     raise typer.Exit(asyncio.run(_run(settings, load(prompts), requests, offset, forever)))
+
+
+@app.command("simulate")
+def simulate(
+    devices: int = typer.Option(3, min=1, help="How many simulated devices (one process, one shared model)."),
+    workload: Path = typer.Option(..., exists=True, dir_okay=False, help="JSON lines: prompt, tags, max_tokens."),
+    tenant: str = typer.Option(None, help="Tenant id (env EBRAIN_TENANT)."),
+    model: str = typer.Option(None, help="Model: a GGUF path, smollm2, gemma3-270m, tiny or hf:repo/file."),
+    prefix: str = typer.Option("sim", help="Device names are PREFIX-0 .. PREFIX-(N-1)."),
+    log_level: str = typer.Option("WARNING", help="Log level for JSON logs on stderr."),
+) -> None:
+    """Run N device agents on a workload file; one JSON line per outcome, then a summary line."""
+    from ebrain import log  # noqa: PLC0415
+    from ebrain.metrics import serve  # noqa: PLC0415
+    from edge.settings import EdgeSettings  # noqa: PLC0415
+    from edge.simulate import load_workload  # noqa: PLC0415
+    from edge.simulate import simulate as run_fleet  # noqa: PLC0415
+
+    log.configure(log_level, component="edge-sim")
+    overrides: dict[str, Any] = {k: v for k, v in {"tenant": tenant, "model": model}.items() if v}
+    settings = EdgeSettings(**overrides)
+    try:
+        tasks = load_workload(workload)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    serve(settings.metrics_port)
+
+    def emit(line: dict[str, Any]) -> None:
+        print(json.dumps(line), flush=True)
+
+    summary = asyncio.run(run_fleet(settings, devices, tasks, emit, prefix))
+    emit(summary)
