@@ -33,6 +33,10 @@ kafka redis python linux docker kubernetes mosquitto postgres postgresql mariadb
 spacy ray parquet arrow json yaml http https rest grpc api sql java rust go javascript typescript node windows
 macos ubuntu debian github gitlab aws azure google cloud edge gateway broker consumer producer topic partition
 offset cluster server client worker model llama vllm gguf smol gemma mqtt qos tls ssl
+helm terraform ansible jenkins grafana prometheus nginx apache envoy istio consul vault nomad elasticsearch
+kibana logstash fluentd splunk datadog sentry jira confluence slack zoom teams outlook excel chrome firefox
+safari android ios iphone mac git bash zsh vim emacs flask django fastapi react vue angular spark hadoop
+airflow dagster snowflake bigquery redshift mongodb cassandra sqlite mysql kafka zookeeper kraft pulsar
 """.split()  # noqa: SIM905 - a word list reads better as text
 )
 

@@ -71,9 +71,14 @@ def luhn_ok(value: str) -> bool:
 
 
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+# The ~100 most common Chinese surnames (single character).
+CN_SURNAMES = (
+    "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢姜崔"
+    "钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤"
+)
 
 RULES: tuple[Rule, ...] = (
-    Rule(EMAIL, re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"), 1.0),
+    Rule(EMAIL, re.compile(r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"), 1.0),
     Rule(CN_RESIDENT_ID, re.compile(
         r"(?<![0-9A-Za-z])[1-9]\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[\dXx]"
         r"(?![0-9A-Za-z])"), 1.0, valid=valid_cn_id),
@@ -83,19 +88,19 @@ RULES: tuple[Rule, ...] = (
     Rule(PHONE, re.compile(
         r"(?<![\w+])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{2,4}\)|\d{3})[\s.-]?\d{3,4}[\s.-]\d{4}(?!\d)"), 0.75),
     Rule(PHONE, re.compile(r"(?<![\w+])\+\d{1,3}(?:[\s.-]\d{2,5}){2,4}(?!\d)"), 0.75),
-    Rule(API_KEY, re.compile(r"\bsk-(?:proj-|live-|test-|ant-)?[A-Za-z0-9_-]{20,}"), 1.0),
-    Rule(API_KEY, re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"), 1.0),
-    Rule(API_KEY, re.compile(r"\bgh[pousr]_[A-Za-z0-9]{30,}\b"), 1.0),
-    Rule(API_KEY, re.compile(r"\bxox[abprs]-[A-Za-z0-9-]{10,}"), 1.0),
-    Rule(API_KEY, re.compile(r"\bAIza[0-9A-Za-z_-]{35}"), 1.0),
-    Rule(API_KEY, re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"), 1.0),
-    Rule(API_KEY, re.compile(r"(?i)\bbearer\s+([A-Za-z0-9._~+/-]{12,}=*)"), 1.0, group=1),
-    # Chinese names after a label (contact: Zhang Wei, in Chinese): the English NER model cannot see them.
-    # Fullwidth colon, comma, semicolon and parenthesis are escaped (\uff1a \uff0c \uff1b \uff08).
+    Rule(API_KEY, re.compile(r"(?<![A-Za-z0-9_-])sk-(?:proj-|live-|test-|ant-)?[A-Za-z0-9_-]{20,}"), 1.0),
+    Rule(API_KEY, re.compile(r"(?<![A-Za-z0-9])(?:AKIA|ASIA)[0-9A-Z]{16}(?![A-Za-z0-9])"), 1.0),
+    Rule(API_KEY, re.compile(r"(?<![A-Za-z0-9])gh[pousr]_[A-Za-z0-9]{30,}"), 1.0),
+    Rule(API_KEY, re.compile(r"(?<![A-Za-z0-9])xox[abprs]-[A-Za-z0-9-]{10,}"), 1.0),
+    Rule(API_KEY, re.compile(r"(?<![A-Za-z0-9])AIza[0-9A-Za-z_-]{35}"), 1.0),
+    Rule(API_KEY, re.compile(r"(?<![A-Za-z0-9])eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"), 1.0),
+    Rule(API_KEY, re.compile(r"(?i)(?<![A-Za-z0-9])bearer\s+([A-Za-z0-9._~+/-]{12,}=*)"), 1.0, group=1),
+    # Chinese names after a label (contact, customer, name...) or before a speech verb, starting with one of the
+    # common surnames: the English NER model cannot see them. Fullwidth punctuation is escaped (it looks ASCII).
     Rule(PERSON, re.compile(
-        "(?:姓名|联系人|收件人|负责人|客户|用户|经理|我叫)\\s*[:\uff1a]?\\s*([\u4e00-\u9fa5]{2,3})"
-        "(?=[\\s\uff0c\u3002,\uff1b;\u3001\uff08(]|$)"), 0.85,
-        group=1),
+        "(?:姓名|联系人|收件人|负责人|客户|用户|经理|我叫|我是)\\s*[:\uff1a]?\\s*"
+        f"([{CN_SURNAMES}][\u4e00-\u9fa5]{{1,2}})"
+        "(?=[\\s\uff0c\u3002,\uff1b;\u3001\uff08(]|反馈|说|表示|的|先生|女士|是|在|已|来电|打|$)"), 0.85, group=1),
 )
 
 # What one cheap `search` per family proves absent, so most texts skip most rules (the prefilter).
