@@ -168,6 +168,12 @@ async def test_link_down_spools_then_drains_in_order_when_it_returns(
                 if i == 3:
                     await agent.publish_telemetry()
             assert forward.depth == 7  # 6 answers/escalations + 1 telemetry, all on disk
+            health = agent.telemetry()
+            assert health.spool_depth == 7
+            assert health.model_version == "t1"
+            assert {"tokens_per_s", "rss_mb", "cpu_pct", "escalation_rate", "spool_spooled"} <= set(health.counters)
+            assert health.counters["tokens_per_s"] > 0
+            assert 0 < health.counters["escalation_rate"] < 1
             await proxy.up()
             got = await _collect_until(seen, set(ids), 30)
             await _until(lambda: forward.depth == 0, 10)  # the telemetry too was acknowledged, so it arrived

@@ -153,3 +153,31 @@ async def test_update_order_over_the_mqtt_downlink_is_applied_and_reported(
             assert agent.engine.model_version == "2"
     await engine.aclose()
     assert reports == [("failed:3:verify_failed", "1", False), ("ok:2", "2", True)]
+
+
+async def test_startup_falls_back_to_the_previous_model_when_the_recorded_one_fails(
+    models: tuple[Path, Path], tmp_path: Path
+) -> None:
+    import json  # noqa: PLC0415
+
+    from edge.app import ota_dir, startup_engine  # noqa: PLC0415
+
+    settings = EdgeSettings(state_dir=tmp_path, n_threads=1, n_ctx=512, model=str(models[1]), model_version="cfg")
+    junk = tmp_path / "broken.gguf"
+    junk.write_bytes(b"not a model")
+    ota_dir(settings).mkdir(parents=True)
+    (ota_dir(settings) / "current.json").write_text(json.dumps({
+        "current": {"path": str(junk), "model_id": "tiny", "version": "9"},
+        "previous": {"path": str(models[0]), "model_id": "tiny", "version": "1"},
+    }))
+    engine = await startup_engine(settings)
+    try:
+        assert engine.model_version == "1"
+    finally:
+        await engine.aclose()
+    (ota_dir(settings) / "current.json").unlink()
+    engine = await startup_engine(settings)  # nothing recorded: the configured model
+    try:
+        assert engine.model_version == "cfg"
+    finally:
+        await engine.aclose()
