@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
@@ -83,10 +83,10 @@ def register(app: typer.Typer) -> None:
 
     @app.command("pii")
     def pii(
-        data: Path = typer.Option(DEFAULT_DATA, help="Labelled JSONL corpus (bench/pii_data.py writes one)."),
-        limit: int = typer.Option(200, min=1, help="Documents to use."),
-        batch: int = typer.Option(32, min=1, help="Texts per scanner batch (nlp.pipe)."),
-        as_json: bool = typer.Option(True, "--json/--no-json", help="Print one JSON object (always the last line)."),
+        data: Annotated[Path, typer.Option(help="Labelled JSONL (see bench/pii_data.py).")] = DEFAULT_DATA,
+        limit: Annotated[int, typer.Option(min=1, help="Documents to use.")] = 200,
+        batch: Annotated[int, typer.Option(min=1, help="Texts per scanner batch (nlp.pipe).")] = 32,
+        as_json: Annotated[bool, typer.Option("--json/--no-json", help="Also print a table first when off.")] = True,
     ) -> None:
         """PII scanner vs plain Presidio on ~1 KB English and Chinese texts: speed, recall, precision."""
         result = run(data, limit, batch)

@@ -1,3 +1,4 @@
+# ruff: noqa: RUF001 - Chinese text is written with fullwidth punctuation on purpose
 """A labelled PII corpus: ~1 KB English and Chinese texts with PII at known character spans.
 
 Deterministic for a seed. Labels use the ingestion entity names (PERSON, EMAIL_ADDRESS, PHONE_NUMBER,

@@ -78,7 +78,8 @@ CN_SURNAMES = (
 )
 
 RULES: tuple[Rule, ...] = (
-    Rule(EMAIL, re.compile(r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"), 1.0),
+    Rule(EMAIL, re.compile(r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"),
+         1.0),
     Rule(CN_RESIDENT_ID, re.compile(
         r"(?<![0-9A-Za-z])[1-9]\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[\dXx]"
         r"(?![0-9A-Za-z])"), 1.0, valid=valid_cn_id),
@@ -88,7 +89,8 @@ RULES: tuple[Rule, ...] = (
     Rule(PHONE, re.compile(
         r"(?<![\w+])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{2,4}\)|\d{3})[\s.-]?\d{3,4}[\s.-]\d{4}(?!\d)"), 0.75),
     Rule(PHONE, re.compile(r"(?<![\w+])\+\d{1,3}(?:[\s.-]\d{2,5}){2,4}(?!\d)"), 0.75),
-    Rule(API_KEY, re.compile(r"(?<![A-Za-z0-9_-])sk-(?:proj-|live-|test-|ant-)?[A-Za-z0-9_-]{20,}"), 1.0),
+    Rule(API_KEY, re.compile(r"(?<![A-Za-z0-9_-])sk-(?:proj-|live-|test-|ant-)?[A-Za-z0-9_-]{20,}"),
+         1.0),
     Rule(API_KEY, re.compile(r"(?<![A-Za-z0-9])(?:AKIA|ASIA)[0-9A-Z]{16}(?![A-Za-z0-9])"), 1.0),
     Rule(API_KEY, re.compile(r"(?<![A-Za-z0-9])gh[pousr]_[A-Za-z0-9]{30,}"), 1.0),
     Rule(API_KEY, re.compile(r"(?<![A-Za-z0-9])xox[abprs]-[A-Za-z0-9-]{10,}"), 1.0),
