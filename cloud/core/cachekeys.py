@@ -28,6 +28,7 @@ _POLARITY = frozenset({
     "prevent", "fail", "fails", "failed", "lacks", "lack", "against", "opposite", "worst", "least", "less",
     "fewer", "minimum", "min", "below", "under", "before", "decrease", "reduce", "lower", "smallest", "slowest",
 })
+_CURLY_APOSTROPHE = chr(0x2019)  # a typographic apostrophe: read "don<U+2019>t" as "don't"
 _COMPARATIVES = frozenset({"than", "vs", "versus", "compared"})
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 _NUMBER_WORDS = {
@@ -81,14 +82,14 @@ class Guard:
 
 def guard_of(prompt: str) -> Guard:
     """Polarity words (negations, antonym verbs), numbers (digits and number words) and named entities."""
-    text = unicodedata.normalize("NFKC", prompt)
+    text = unicodedata.normalize("NFKC", prompt).replace(_CURLY_APOSTROPHE, "'")
     numbers = {n.replace(",", "") for n in _NUMBER.findall(text)}
     polarity: set[str] = set()
     entities: list[str] = []
     words: set[str] = set()
     for sentence in _SENTENCE.split(text):
         for position, raw in enumerate(_WORD.findall(sentence)):
-            word = raw.lower().replace("’", "'")
+            word = raw.lower()
             words.update(_parts(word))
             if word.endswith("n't") or word in _PLAIN_NOT:
                 polarity.add("not")  # "don't", "do not", "never": the same polarity flip
