@@ -126,17 +126,13 @@ class Uplink:
                            "scope": scope.value, "kind": kind, "action": action},
                 )
                 return _InFlight(message, None, kind, "rate_limited", started, reply=reply)
-        log.debug(
-            "uplink accepted",
-            extra={
-                "msg_id": envelope.id,
-                "tenant": envelope.tenant,
-                "device": envelope.device,
-                "trace_id": envelope.trace_id,
-                "kind": envelope.data.KIND,
-            },
-        )
-        return _InFlight(message, uplink_record(envelope), kind, "produced", started)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "uplink accepted",
+                extra={"msg_id": envelope.id, "tenant": envelope.tenant, "device": envelope.device,
+                       "trace_id": envelope.trace_id, "kind": envelope.data.KIND},
+            )
+        return _InFlight(message, uplink_record(envelope, raw=message.payload), kind, "produced", started)
 
     def _dead(self, message: MqttMessage, error: InvalidMessage, started: float) -> _InFlight:
         record = dead_letter_record(message.topic, message.payload, error)
