@@ -30,13 +30,13 @@ def chunks(text: str, max_chars: int = 1500) -> list[str]:
     out: list[str] = []
     current = ""
     for paragraph in (p.strip() for p in re.split(r"\n\s*\n", text)):
+        if current and len(current) + len(paragraph) + 2 > max_chars:
+            out.append(current)
+            current = ""
         para = paragraph
         while len(para) > max_chars:
             out.append(para[:max_chars])
             para = para[max_chars:]
-        if current and len(current) + len(para) + 2 > max_chars:
-            out.append(current)
-            current = ""
         current = f"{current}\n\n{para}" if current else para
     if current.strip():
         out.append(current)
