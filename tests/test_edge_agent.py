@@ -108,3 +108,38 @@ async def test_no_reply_in_time_is_a_clear_failure(mqtt_settings: MqttSettings, 
         outcome = await agent.handle(InferenceRequest(request_id="q3", prompt="x", tags=("cloud",), max_tokens=4))
     assert outcome.result.status == "failed"
     assert outcome.result.reason.startswith("cloud_reply_timeout")
+
+
+async def test_streamed_pieces_make_the_answer_and_a_full_queue_gets_a_published_reject(
+    mqtt_settings: MqttSettings, tiny_model: Path
+) -> None:
+    device = f"d{uuid.uuid4().hex[:8]}"
+    seen: asyncio.Queue[bytes] = asyncio.Queue()
+    ready = asyncio.Event()
+    cloud = asyncio.create_task(_fake_cloud(mqtt_settings, device, seen, replies=0, ready=ready))
+    engine = await LlamaCppEngine.load(tiny_model, model_id="tiny", model_version="t1", n_threads=1, max_queue=0)
+    try:
+        await asyncio.wait_for(ready.wait(), 10)
+        async with engine, MqttClient(mqtt_settings, client_id=f"edge-{device}") as client:
+            agent = EdgeAgent(tenant="t-edge", device=device, engine=engine, mqtt=client,
+                              uplink=MqttUplink(client), policy=POLICY, telemetry_interval_s=3600)
+            async with agent:
+                pieces: list[str] = []
+                streamed = await agent.handle(
+                    InferenceRequest(request_id="s1", prompt="hello", max_tokens=12), on_piece=pieces.append)
+                assert len(pieces) > 1
+                assert "".join(pieces) == streamed.result.text
+                # max_queue=0: one request runs, the second is refused at once with a clear reason.
+                outcomes = await asyncio.gather(*(
+                    agent.handle(InferenceRequest(request_id=f"c{i}", prompt="hi", max_tokens=64)) for i in range(2)))
+                statuses = sorted(o.result.status for o in outcomes)
+                assert statuses == ["ok", "rejected"]
+                rejected = next(o.result for o in outcomes if o.result.status == "rejected")
+                assert rejected.reason == "local_queue_full"
+                assert agent.counters["rejected"] == 1
+                published = [await _next_of(seen, InferenceResult) for _ in range(3)]
+                assert "rejected" in {p.data.status for p in published}  # type: ignore[attr-defined]
+    finally:
+        cloud.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await cloud
