@@ -1,4 +1,4 @@
-"""The uplink port and its MQTT adapter. A later store-and-forward spool sits behind the same port."""
+"""The uplink port and its plain MQTT adapter; edge.forward.StoreAndForward (the spool) implements the same port."""
 
 from __future__ import annotations
 
@@ -10,7 +10,10 @@ from schemas.topics import mqtt_uplink
 
 
 class Uplink(Protocol):
-    """Sends one envelope towards the cloud; returns once the next hop has it (QoS 1 PUBACK)."""
+    """Sends one envelope towards the cloud; returns once the next hop (QoS 1 PUBACK) or a durable spool has it.
+
+    A spooling uplink raises edge.spool.SpoolFullError when a must-arrive message does not fit.
+    """
 
     async def send(self, envelope: Envelope[Any]) -> None: ...
 
