@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,6 +68,7 @@ class IngestWorker(Lifecycle):
         self._task: asyncio.Task[None] | None = None
         self.ingestor: Ingestor | None = None
         self.last_manifest: dict[str, Any] | None = None
+        self._batches = asyncio.Condition()
 
     async def start(self) -> None:
         """Create topics, load the model, open the dataset, join the consumer group, start the loop."""
@@ -112,7 +114,14 @@ class IngestWorker(Lifecycle):
             log.info("batch committed", extra={
                 "messages": len(batch), "written": len(outcome.kept), "dropped": dict(outcome.dropped),
                 "quarantined": len(outcome.quarantined), "manifest_id": outcome.manifest["manifest_id"]})
+        async with self._batches:
+            self._batches.notify_all()
         return result.dead_letters
+
+    async def wait_until(self, predicate: Callable[[], bool]) -> None:
+        """Return once `predicate()` holds, checking after every handled batch (wrap in a timeout)."""
+        async with self._batches:
+            await self._batches.wait_for(predicate)
 
     async def stop(self) -> None:
         """Cancel the loop (a batch in flight is not committed and will be re-read), leave, close files."""

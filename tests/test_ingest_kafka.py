@@ -1,0 +1,134 @@
+# ruff: noqa: RUF001 - Chinese test text is written with its own punctuation
+"""The ingest worker on a real Kafka-protocol broker (Tansu via `kafka_settings`): produced envelopes become
+redacted Parquet records, bad input is dead-lettered, PII canaries reach neither files nor logs, and a full
+replay of the topics adds no records."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from cloud.ingest.app import IngestWorker, build_pipeline
+from cloud.ingest.core.pipeline import Pipeline
+from cloud.ingest.ingestor import ANSWERS, ESCALATIONS, RESULTS
+from cloud.ingest.settings import IngestSettings
+from ebrain.config import KafkaSettings
+from ebrain.kafka import client_options, ensure_topics, producer_options
+from schemas import Envelope, Escalation, InferenceRequest, InferenceResult, decode, encode, make, new_id
+from schemas.topics import KAFKA_DEADLETTER
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
+
+WAIT_S = 60.0
+CANARIES = ["zoe.canary@example.net", "+1 650-555-0142", "5555 5555 5555 4444", "Zoe Hartley",
+            "44030519900101123X", "13700001111"]
+ANSWER = ("Give every instance the same consumer group id, then add partitions: Kafka assigns each partition to "
+          "one member, so the members consume in parallel while each partition stays in order.")
+
+
+def _settings(kafka: KafkaSettings, root: Path, group: str) -> IngestSettings:
+    return IngestSettings(kafka=kafka, data_dir=root, ingest_group_id=group, batch_timeout_ms=200,
+                          session_timeout_ms=2_000, heartbeat_interval_ms=500)
+
+
+async def _until(worker: IngestWorker, condition: Callable[[], bool]) -> None:
+    async with asyncio.timeout(WAIT_S):
+        await worker.wait_until(condition)
+
+
+def _manifest(root: Path) -> dict[str, Any]:
+    path = root / "MANIFEST.json"
+    return json.loads(path.read_text()) if path.exists() else {"records": 0, "counts": {"dropped": {}}}
+
+
+def _envelopes() -> list[tuple[str, Envelope[Any]]]:
+    tenant, device = "acme", "dev-7"
+    local_id, esc_id = new_id(), new_id()
+    local = InferenceResult(
+        request_id=local_id, route="local", text=f"Hi {CANARIES[3]}, I noted your card {CANARIES[2]}. " + ANSWER,
+        model_id="smollm2", model_version="1", latency_ms=12.0,
+        prompt=f"I am {CANARIES[3]} ({CANARIES[0]}, {CANARIES[1]}). How do consumers share partitions?")
+    prompt = f"身份证{CANARIES[4]}，手机{CANARIES[5]}。消费者组怎么并行消费？"
+    request = InferenceRequest(request_id=esc_id, prompt=prompt)
+    escalation = Escalation(request=request, reason="low_confidence", draft="不太确定。", draft_model_id="smollm2")
+    answer = InferenceResult(request_id=esc_id, route="cloud",
+                             text="同一个消费者组里的实例会分摊分区，每个分区只由一个实例消费，"
+                                  "所以增加分区和实例就能并行处理，同时每个分区内部仍然保持顺序。",
+                             model_id="gemma", model_version="3", latency_ms=800.0)
+    unanswered = Escalation(request=InferenceRequest(request_id=new_id(), prompt="never answered"), reason="x")
+    return [
+        (ANSWERS, make(answer, tenant=tenant, device=device)),  # the answer may arrive before its escalation
+        (RESULTS, make(local, tenant=tenant, device=device)),
+        (ESCALATIONS, make(escalation, tenant=tenant, device=device)),
+        (ESCALATIONS, make(unanswered, tenant=tenant, device=device)),
+    ]
+
+
+def _dataset_text(root: Path) -> str:
+    tables = [pq.read_table(p).to_pylist() for p in (root / "data").rglob("*.parquet")]
+    return json.dumps(tables, ensure_ascii=False, default=str)
+
+
+@pytest.fixture(scope="module")
+def pipeline() -> Pipeline:
+    return build_pipeline(IngestSettings())
+
+
+async def _ingest_dead_letters(kafka: KafkaSettings) -> list[Envelope[Any]]:
+    """Dead letters from the ingest component, once there is at least one (other tests may add their own)."""
+    consumer = AIOKafkaConsumer(KAFKA_DEADLETTER, auto_offset_reset="earliest", **client_options(kafka))
+    await consumer.start()
+    found: list[Envelope[Any]] = []
+    try:
+        async with asyncio.timeout(WAIT_S):
+            while not found:
+                polled = await consumer.getmany(timeout_ms=500)
+                letters = [decode(r.value) for records in polled.values() for r in records]
+                found += [e for e in letters if e.data.component == "ingest"]
+    finally:
+        await consumer.stop()
+    return found
+
+
+async def test_envelopes_to_redacted_parquet_and_replay_adds_nothing(
+    kafka_settings: KafkaSettings, pipeline: Pipeline, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)  # what a deployment logs (ebrain.log keeps client libraries at WARNING)
+    await ensure_topics(kafka_settings, [RESULTS, ESCALATIONS, ANSWERS, KAFKA_DEADLETTER])
+    producer = AIOKafkaProducer(**producer_options(kafka_settings))
+    await producer.start()
+    try:
+        for topic, envelope in _envelopes():
+            await producer.send_and_wait(topic, encode(envelope), key=envelope.key.encode())
+        await producer.send_and_wait(RESULTS, b'{"not": "an envelope", "mail": "' + CANARIES[0].encode() + b'"}',
+                                     key=b"acme/dev-7")
+    finally:
+        await producer.stop()
+
+    async with IngestWorker(_settings(kafka_settings, tmp_path, "ingest-test-1"), pipeline=pipeline) as worker:
+        await asyncio.wait_for(worker.ready.wait(), WAIT_S)
+        await _until(worker, lambda: _manifest(tmp_path)["records"] == 2)
+
+    manifest = _manifest(tmp_path)
+    text = _dataset_text(tmp_path)
+    assert "<PERSON_1>" in text
+    assert "<CN_RESIDENT_ID_1>" in text
+    for canary in CANARIES:
+        assert canary not in text
+        assert canary not in caplog.text
+    assert {f["tenant"] for f in manifest["files"]} == {"acme"}
+    assert [e.data.reason for e in await _ingest_dead_letters(kafka_settings)] == ["unknown_type"]
+
+    async with IngestWorker(_settings(kafka_settings, tmp_path, "ingest-test-2"), pipeline=pipeline) as again:
+        await asyncio.wait_for(again.ready.wait(), WAIT_S)
+        await _until(again, lambda: _manifest(tmp_path)["counts"]["dropped"].get("replayed", 0) >= 2)
+    assert _manifest(tmp_path)["records"] == 2
+    assert len(list((tmp_path / "data").rglob("*.parquet"))) == len(manifest["files"])
