@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from contextlib import AsyncExitStack
 
 from faststream.kafka import KafkaBroker
 
+from cloud.backends.ports import Backend
 from cloud.core import RecentIds
-from cloud.responder import EngineResponder
+from cloud.idempotency import ReplyStore
+from cloud.responder import EngineResponder, Responder
+from cloud.routed import build_routed
 from cloud.settings import CloudSettings
 from cloud.worker import (
+    RETRY_TOPIC,
     TOPICS,
     UPLINK_TOPICS,
     AssignmentWatch,
@@ -55,13 +60,17 @@ class CloudWorker(Lifecycle):
     `ready` is set once the consumers hold partitions of every uplink topic.
     """
 
-    def __init__(self, settings: CloudSettings, *, engine: Engine | None = None) -> None:
+    def __init__(self, settings: CloudSettings, *, engine: Engine | None = None,
+                 backends: list[tuple[Backend, float]] | None = None) -> None:
         self.settings = settings
         self.ready = asyncio.Event()
         self.dedup = RecentIds(settings.dedup_size)
+        self.responder: Responder | None = None
         self._engine = engine
         self._owns_engine = engine is None
+        self._backends = backends
         self._broker: KafkaBroker | None = None
+        self._stack: AsyncExitStack | None = None
 
     @property
     def engine(self) -> Engine | None:
@@ -73,35 +82,49 @@ class CloudWorker(Lifecycle):
         if self._broker is not None:
             return
         await ensure_topics(self.settings.kafka, TOPICS)
+        broker = build_broker(self.settings.kafka)
+        self._broker = broker
+        self._stack = AsyncExitStack()
+        try:
+            responder, store = await self._responder()
+            handler = UplinkHandler(responder, BrokerSink(broker), self.dedup, store=store,
+                                    default_deadline_ms=self.settings.default_deadline_ms,
+                                    max_attempts=self.settings.max_retry_attempts)
+            subscribe(broker, handler, self.settings, AssignmentWatch((*UPLINK_TOPICS, RETRY_TOPIC), self.ready))
+            self.responder = responder
+            await broker.start()
+        except BaseException:
+            await self.stop()
+            raise
+        log.info("cloud worker started", extra={"group": self.settings.group_id, "backend": self.settings.backend})
+
+    async def _responder(self) -> tuple[Responder, ReplyStore | None]:
+        assert self._stack is not None
+        if self.settings.backend == "router":
+            routed = await build_routed(self.settings, self._stack, self._backends)
+            return routed.responder, routed.store
         if self._engine is None:
             self._engine = await build_engine(self.settings)
-        broker = build_broker(self.settings.kafka)
-        responder = EngineResponder(
+        return EngineResponder(
             self._engine,
             max_concurrency=self.settings.max_concurrency,
             default_deadline_ms=self.settings.default_deadline_ms,
             retry_base_s=self.settings.retry_base_ms / 1000,
             retry_cap_s=self.settings.retry_cap_ms / 1000,
-        )
-        handler = UplinkHandler(responder, BrokerSink(broker), self.dedup)
-        subscribe(broker, handler, self.settings, AssignmentWatch(UPLINK_TOPICS, self.ready))
-        self._broker = broker
-        try:
-            await broker.start()
-        except BaseException:
-            await self.stop()
-            raise
-        log.info("cloud worker started", extra={"group": self.settings.group_id,
-                                                "model_id": self._engine.model_id})
+        ), None
 
     async def stop(self) -> None:
         """Stop consuming (in-flight messages finish within the graceful timeout), then close the engine."""
         broker, self._broker = self._broker, None
+        stack, self._stack = self._stack, None
         self.ready.clear()
+        self.responder = None
         try:
             if broker is not None:
                 await broker.stop()
                 log.info("cloud worker stopped")
+            if stack is not None:
+                await stack.aclose()
         finally:
             if self._owns_engine and self._engine is not None:
                 engine, self._engine = self._engine, None

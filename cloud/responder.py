@@ -25,9 +25,13 @@ RETRYABLE = (EngineOverloaded, EngineUnavailable)
 
 
 class Responder(Protocol):
-    """Answers one Escalation or InferenceRequest envelope; never raises for an engine failure."""
+    """Answers one Escalation or InferenceRequest envelope; never raises for an engine failure.
 
-    async def respond(self, envelope: Envelope[Any]) -> Envelope[InferenceResult]: ...
+    `attempt` counts passes through the retry topic (0: first delivery). A `deferred` result carries
+    `scores["retry_after_ms"]`: the worker puts the request on the retry topic for another attempt then.
+    """
+
+    async def respond(self, envelope: Envelope[Any], *, attempt: int = 0) -> Envelope[InferenceResult]: ...
 
 
 class GiveUp(Exception):
@@ -57,7 +61,7 @@ class EngineResponder:
         self._jitter = jitter
         self._sleep = sleep
 
-    async def respond(self, envelope: Envelope[Any]) -> Envelope[InferenceResult]:
+    async def respond(self, envelope: Envelope[Any], *, attempt: int = 0) -> Envelope[InferenceResult]:
         """An `ok` result, or a `failed` one with the reason once retries or the deadline run out."""
         started = time.monotonic()
         try:

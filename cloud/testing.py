@@ -14,13 +14,16 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any, Self
 
 import httpx
 
+from cloud.backends.ports import Backend, EngineOverloaded, Tier
+from ebrain.inference.ports import Completion
 from ebrain.lifecycle import Lifecycle
+from schemas import InferenceRequest
 
 
 class StubServer(Lifecycle):
@@ -68,7 +71,7 @@ class StubServer(Lifecycle):
                 length = next((int(v) for k, _, v in (ln.partition(": ") for ln in lines[1:])
                                if k.lower() == "content-length"), 0)
                 body = json.loads(await reader.readexactly(length)) if length else {}
-                if not await self._answer(method, path, body, writer):
+                if not await self._answer(method, path, body, reader, writer):
                     return
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
             pass
@@ -76,7 +79,8 @@ class StubServer(Lifecycle):
             with contextlib.suppress(Exception):
                 writer.close()
 
-    async def _answer(self, method: str, path: str, body: dict[str, Any], writer: asyncio.StreamWriter) -> bool:
+    async def _answer(self, method: str, path: str, body: dict[str, Any], reader: asyncio.StreamReader,
+                      writer: asyncio.StreamWriter) -> bool:
         if path == "/metrics":
             _respond(writer, 200, self.metrics_text.encode(), "text/plain")
         elif path == "/v1/chat/completions" and method == "POST":
@@ -84,7 +88,10 @@ class StubServer(Lifecycle):
             mode = self.mode
             if mode == "hang":
                 self._hung.add(writer)
-                await asyncio.Event().wait()  # until the client gives up and the connection is closed
+                while await reader.read(65536):  # until the client gives up and closes the connection
+                    pass
+                self._hung.discard(writer)
+                return False
             if mode != "ok":
                 _respond(writer, int(mode), json.dumps({"error": f"stub {mode}"}).encode(), "application/json")
             elif body.get("stream"):
@@ -153,3 +160,45 @@ def llama_server(model: Path, *, n_ctx: int = 512, n_threads: int = 1, ready_s: 
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+class Gate:
+    """A Backend wrapper a test can close: closed, every call raises EngineOverloaded (a saturated replica)."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self.closed = False
+
+    @property
+    def name(self) -> str:
+        return self.backend.name
+
+    @property
+    def tier(self) -> Tier:
+        return self.backend.tier
+
+    @property
+    def model_id(self) -> str:
+        return self.backend.model_id
+
+    @property
+    def model_version(self) -> str:
+        return self.backend.model_version
+
+    async def complete(self, request: InferenceRequest, *, timeout_s: float) -> Completion:
+        """The wrapped backend's answer, or EngineOverloaded while closed."""
+        if self.closed:
+            raise EngineOverloaded("gate closed (simulated saturation)")
+        return await self.backend.complete(request, timeout_s=timeout_s)
+
+    def stream(self, request: InferenceRequest, *, timeout_s: float) -> AsyncIterator[str]:
+        """The wrapped backend's stream (the gate applies to completions only)."""
+        return self.backend.stream(request, timeout_s=timeout_s)
+
+    async def metrics(self) -> str | None:
+        """The wrapped backend's metrics."""
+        return await self.backend.metrics()
+
+    async def aclose(self) -> None:
+        """Close the wrapped backend."""
+        await self.backend.aclose()

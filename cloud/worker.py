@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
@@ -21,12 +22,14 @@ from faststream.kafka.annotations import KafkaMessage
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 
 from cloud import metrics
-from cloud.core import RecentIds, expect_kind
+from cloud.core import RecentIds, deadline_at, expect_kind
+from cloud.core.replies import failed
+from cloud.idempotency import ReplyStore
 from cloud.responder import Responder
 from cloud.settings import CloudSettings
 from ebrain.config import KafkaSettings
 from schemas import Envelope, Escalation, InferenceRequest, InvalidMessage, dead_letter, decode, encode
-from schemas.topics import KAFKA_DEADLETTER, kafka_downlink, kafka_uplink
+from schemas.topics import KAFKA_DEADLETTER, KAFKA_RETRY, kafka_downlink, kafka_uplink
 
 log = logging.getLogger(__name__)
 
@@ -34,13 +37,16 @@ COMPONENT = "cloud"
 RESULT_TOPIC = kafka_downlink("result")
 UPLINK_KINDS = (Escalation.KIND, InferenceRequest.KIND)
 UPLINK_TOPICS = tuple(kafka_uplink(kind) for kind in UPLINK_KINDS)
-TOPICS = [*UPLINK_TOPICS, RESULT_TOPIC, KAFKA_DEADLETTER]
+RETRY_TOPIC = KAFKA_RETRY
+TOPICS = [*UPLINK_TOPICS, RESULT_TOPIC, KAFKA_DEADLETTER, RETRY_TOPIC]
+NOT_BEFORE = "ebrain_not_before_ms"
+ATTEMPT = "ebrain_attempt"
 
 
 class Sink(Protocol):
     """Where envelopes go out: returns once the broker acknowledged the write."""
 
-    async def send(self, topic: str, envelope: Envelope[Any]) -> None: ...
+    async def send(self, topic: str, envelope: Envelope[Any], *, headers: dict[str, str] | None = None) -> None: ...
 
 
 class BrokerSink:
@@ -49,46 +55,115 @@ class BrokerSink:
     def __init__(self, broker: KafkaBroker) -> None:
         self._broker = broker
 
-    async def send(self, topic: str, envelope: Envelope[Any]) -> None:
-        headers = {"ce_specversion": envelope.specversion, "ce_id": envelope.id, "ce_type": envelope.type,
-                   "ce_source": envelope.source, "ebrain_trace_id": envelope.trace_id}
-        await self._broker.publish(encode(envelope), topic, key=envelope.key.encode(), headers=headers)
+    async def send(self, topic: str, envelope: Envelope[Any], *, headers: dict[str, str] | None = None) -> None:
+        ce = {"ce_specversion": envelope.specversion, "ce_id": envelope.id, "ce_type": envelope.type,
+              "ce_source": envelope.source, "ebrain_trace_id": envelope.trace_id, **(headers or {})}
+        await self._broker.publish(encode(envelope), topic, key=envelope.key.encode(), headers=ce)
 
 
 class UplinkHandler:
-    """One uplink message: decode, refuse or dedup, answer, send. Raises only when sending failed."""
+    """One uplink or retry message: decode, refuse or dedup, answer (or defer), send. Raises only when
+    sending failed (the offset is then not committed and the message comes again)."""
 
-    def __init__(self, responder: Responder, sink: Sink, dedup: RecentIds) -> None:
+    def __init__(
+        self,
+        responder: Responder,
+        sink: Sink,
+        dedup: RecentIds,
+        *,
+        store: ReplyStore | None = None,
+        default_deadline_ms: int = 30_000,
+        max_attempts: int = 10,
+        max_wait_s: float = 60.0,
+        clock: Any = time.time,
+    ) -> None:
         self._responder = responder
         self._sink = sink
         self._dedup = dedup
+        self._store = store
+        self._default_deadline_ms = default_deadline_ms
+        self._max_attempts = max_attempts
+        self._max_wait_s = max_wait_s
+        self._clock = clock
 
-    async def handle(self, raw: bytes, *, topic: str, kind: str, key: bytes | None = None) -> None:
-        """Process `raw` from `topic`; a raised exception means "not done, redeliver"."""
+    async def handle(self, raw: bytes, *, topic: str, kind: str | None, key: bytes | None = None,
+                     headers: dict[str, str] | None = None) -> None:
+        """Process `raw` from `topic` (`kind` None: any uplink kind, the retry topic); raising means redeliver."""
         try:
             envelope = decode(raw)
-            expect_kind(envelope, kind)
+            if kind is not None:
+                expect_kind(envelope, kind)
+            elif type(envelope.data).KIND not in UPLINK_KINDS:
+                expect_kind(envelope, Escalation.KIND)
         except InvalidMessage as exc:
-            await self._dead_letter(raw, exc, topic=topic, kind=kind, key=key)
+            await self._dead_letter(raw, exc, topic=topic, kind=kind or "retry", key=key)
             return
+        kind = type(envelope.data).KIND
+        attempt = _int((headers or {}).get(ATTEMPT))
         ctx = {"msg_id": envelope.id, "tenant": envelope.tenant, "device": envelope.device,
-               "trace_id": envelope.trace_id, "kind": kind}
-        if not self._dedup.claim(envelope.id):
+               "trace_id": envelope.trace_id, "kind": kind, "attempt": attempt}
+        claim = envelope.id if attempt == 0 else f"{envelope.id}#{attempt}"
+        if not self._dedup.claim(claim):
             metrics.DUPLICATES.inc()
             metrics.REQUESTS.labels(kind, "duplicate").inc()
             log.info("duplicate skipped", extra=ctx)
             return
         try:
-            reply = await self._responder.respond(envelope)
-            await self._sink.send(RESULT_TOPIC, reply)
+            await self._answer(envelope, attempt, (headers or {}).get(NOT_BEFORE), ctx)
         except BaseException:
             # Not answered: let the redelivery through the dedup set.
-            self._dedup.release(envelope.id)
+            self._dedup.release(claim)
             raise
-        metrics.REQUESTS.labels(kind, reply.data.status).inc()
+
+    async def _answer(self, envelope: Envelope[Any], attempt: int, not_before: str | None,
+                      ctx: dict[str, Any]) -> None:
+        if self._store is not None:
+            stored = await self._store.get(envelope.id)
+            if stored is not None:
+                # Answered before (by us before a restart, or by another replica): the same reply again,
+                # same reply id, so downstream dedups it; inference does not run twice.
+                await self._sink.send(RESULT_TOPIC, stored)
+                metrics.REPLAYS.inc()
+                metrics.REQUESTS.labels(ctx["kind"], "replayed").inc()
+                log.info("replayed stored reply", extra={**ctx, "reply_id": stored.id})
+                return
+        if attempt > 0:
+            await self._wait_until(envelope, _int(not_before) / 1000.0)
+            metrics.RETRY_TOPIC.labels("retried").inc()
+        reply = await self._responder.respond(envelope, attempt=attempt)
+        if reply.data.status == "deferred":
+            if attempt + 1 <= self._max_attempts:
+                await self._defer(envelope, reply, attempt, ctx)
+                return
+            reply = failed(envelope, f"gave up after {attempt} retries: {reply.data.reason}",
+                           model_id=reply.data.model_id, model_version=reply.data.model_version,
+                           latency_ms=reply.data.latency_ms)
+        if self._store is not None:
+            reply = await self._store.put(envelope.id, reply)
+        await self._sink.send(RESULT_TOPIC, reply)
+        metrics.REQUESTS.labels(ctx["kind"], reply.data.status).inc()
         log.info("answered", extra={**ctx, "reply_id": reply.id, "status": reply.data.status,
-                                    "reason": reply.data.reason,
+                                    "route": reply.data.route, "reason": reply.data.reason,
                                     "latency_ms": round(reply.data.latency_ms, 1)})
+
+    async def _defer(self, envelope: Envelope[Any], reply: Envelope[Any], attempt: int,
+                     ctx: dict[str, Any]) -> None:
+        """Retry topic first (durable), then tell the device once; a crash between them re-defers."""
+        delay_ms = reply.data.scores.get("retry_after_ms", 1000.0)
+        not_before = int(self._clock() * 1000 + delay_ms)
+        await self._sink.send(RETRY_TOPIC, envelope, headers={NOT_BEFORE: str(not_before), ATTEMPT: str(attempt + 1)})
+        metrics.RETRY_TOPIC.labels("deferred").inc()
+        if attempt == 0:
+            await self._sink.send(RESULT_TOPIC, reply)
+        metrics.REQUESTS.labels(ctx["kind"], "deferred").inc()
+        log.info("deferred", extra={**ctx, "reason": reply.data.reason, "not_before_ms": not_before})
+
+    async def _wait_until(self, envelope: Envelope[Any], not_before_s: float) -> None:
+        """Hold this retry until its not-before time (or its deadline, whichever is first), bounded."""
+        deadline_s = deadline_at(envelope, self._default_deadline_ms).timestamp()
+        wait = min(not_before_s, deadline_s) - self._clock()
+        if wait > 0:
+            await asyncio.sleep(min(wait, self._max_wait_s))
 
     async def _dead_letter(
         self, raw: bytes, error: InvalidMessage, *, topic: str, kind: str, key: bytes | None
@@ -102,6 +177,13 @@ class UplinkHandler:
         log.warning("dead-lettered", extra={"reason": error.reason.value, "detail": error.detail[:200],
                                             "topic": topic, "tenant": tenant, "device": device,
                                             "deadletter_id": letter.id})
+
+
+def _int(value: str | None) -> int:
+    try:
+        return max(0, int(value or 0))
+    except ValueError:
+        return 0
 
 
 def _key_parts(key: bytes | None) -> tuple[str | None, str | None]:
@@ -185,15 +267,30 @@ def subscribe(
             no_reply=True,
         )
         subscriber(_on_message(handler))
+    # The retry topic has its own group and consumer: a retry held until its not-before time must not
+    # stall fresh uplink messages.
+    retries = broker.subscriber(
+        RETRY_TOPIC,
+        group_id=f"{settings.group_id}-retry",
+        auto_offset_reset="earliest",
+        session_timeout_ms=settings.session_timeout_ms,
+        heartbeat_interval_ms=settings.heartbeat_interval_ms,
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        listener=listener,
+        no_reply=True,
+    )
+    retries(_on_message(handler))
 
 
 def _on_message(handler: UplinkHandler) -> Callable[[Any], Awaitable[None]]:
-    kinds = dict(zip(UPLINK_TOPICS, UPLINK_KINDS, strict=True))
+    kinds: dict[str, str | None] = dict(zip(UPLINK_TOPICS, UPLINK_KINDS, strict=True))
 
     async def on_uplink(message: KafkaMessage) -> None:
         record = message.raw_message
         assert not isinstance(record, tuple), "batch subscribers are not used here"
+        headers = {k: v.decode(errors="replace") for k, v in (record.headers or ()) if isinstance(v, bytes)}
         # The raw bytes, not FastStream's decoded body: invalid input must reach the dead-letter path.
-        await handler.handle(message.body, topic=record.topic, kind=kinds[record.topic], key=record.key)
+        await handler.handle(message.body, topic=record.topic, kind=kinds.get(record.topic), key=record.key,
+                             headers=headers)
 
     return on_uplink

@@ -5,6 +5,7 @@ MQTT downlink: ebrain/{tenant}/{device}/down/{kind}     (cloud -> device)
 Kafka uplink:  ebrain.{kind}                            (key: tenant/device)
 Kafka downlink: ebrain.down.{kind}                      (key: tenant/device; the gateway fans out to MQTT)
 Dead letters:  ebrain.deadletter
+Cloud retries: ebrain.retry (the original request envelope; headers ebrain_not_before_ms, ebrain_attempt)
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ UPLINK_KINDS: frozenset[str] = frozenset(
 )
 DOWNLINK_KINDS: frozenset[str] = frozenset({InferenceResult.KIND, ModelUpdate.KIND})
 KAFKA_DEADLETTER = f"{ROOT}.{DeadLetter.KIND}"
+# Requests the cloud deferred because every backend was saturated; consumed by the cloud workers only.
+KAFKA_RETRY = f"{ROOT}.retry"
 
 
 @dataclass(frozen=True, slots=True)
