@@ -97,3 +97,21 @@ def test_ray_curate_equals_streaming_on_the_same_input(tmp_path: Path) -> None:
     again = curate(IngestSettings(data_dir=tmp_path / "again"), tmp_path / "batch", num_cpus=2, actors=1)
     assert again["written"] == 4
     assert [r[2:5] for r in _rows(tmp_path / "again")] == [r[2:5] for r in _rows(tmp_path / "batch")]
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_curate_command_prints_a_json_summary(tmp_path: Path) -> None:
+    from typer.testing import CliRunner  # noqa: PLC0415
+
+    from cloud.ingest.cli import app  # noqa: PLC0415
+
+    raw = tmp_path / "raw.jsonl"
+    raw.write_text("".join(json.dumps(_raw(r), ensure_ascii=False) + "\n" for r in _records()[:3]), encoding="utf-8")
+    result = CliRunner().invoke(app, ["curate", "--input", str(raw), "--output", str(tmp_path / "out"),
+                                      "--actors", "1"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output.strip().splitlines()[-1])
+    assert summary["input"] == 3
+    assert summary["written"] == 2
+    assert summary["dropped"] == {"exact_duplicate": 1}
+    assert (tmp_path / "out" / "manifests" / f"{summary['manifest_id']}.json").exists()
