@@ -12,11 +12,15 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from cloud.ingest.adapters.presidio import PresidioAnonymizer
 from cloud.ingest.adapters.store import read_records
 from cloud.ingest.app import Dataset, build_pipeline
-from cloud.ingest.core.pii import Span
+from cloud.ingest.core.pii import Span, resolve
 from cloud.ingest.core.pipeline import Pipeline
+from cloud.ingest.core.placeholders import PlaceholderBook, substitute
 from cloud.ingest.core.records import Record, record_id
 from cloud.ingest.settings import IngestSettings
 
@@ -196,3 +200,13 @@ def test_scanner_beats_plain_presidio_recall_on_the_labelled_set() -> None:
     assert result["recall"] >= result["presidio_recall"]
     assert result["precision"] >= result["presidio_precision"]
     assert result["speedup"] > 1.5
+
+
+@given(st.lists(st.tuples(st.integers(0, 70), st.integers(1, 12), st.sampled_from(["PERSON", "EMAIL_ADDRESS"])),
+                max_size=8))
+@settings(max_examples=60, deadline=None)
+def test_presidio_anonymizer_matches_the_core_reference(raw: list[tuple[int, int, str]]) -> None:
+    text = "Ann and Bob met Ann at ann@x.io while Bob wrote to bob@y.io and then Ann left."
+    spans = resolve([Span(s, min(s + n, len(text)), e) for s, n, e in raw], text)
+    reference = substitute(text, spans, PlaceholderBook())
+    assert PresidioAnonymizer().anonymize(text, spans, PlaceholderBook()) == reference

@@ -87,8 +87,7 @@ class IngestWorker(Lifecycle):
         self._consumer = BatchConsumer(
             s.kafka, TOPICS, group_id=s.ingest_group_id, auto_offset_reset=s.auto_offset_reset,
             max_records=s.batch_max_records, timeout_ms=s.batch_timeout_ms,
-            session_timeout_ms=s.session_timeout_ms, heartbeat_interval_ms=s.heartbeat_interval_ms)
-        self.ready = self._consumer.ready
+            session_timeout_ms=s.session_timeout_ms, heartbeat_interval_ms=s.heartbeat_interval_ms, ready=self.ready)
         try:
             await self._consumer.start()
         except BaseException:
@@ -126,6 +125,7 @@ class IngestWorker(Lifecycle):
     async def stop(self) -> None:
         """Cancel the loop (a batch in flight is not committed and will be re-read), leave, close files."""
         task, self._task = self._task, None
+        self.ready.clear()
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)

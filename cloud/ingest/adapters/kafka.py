@@ -42,7 +42,7 @@ class BatchConsumer:
 
     def __init__(self, settings: KafkaSettings, topics: Sequence[str], *, group_id: str, auto_offset_reset: str,
                  max_records: int, timeout_ms: int, session_timeout_ms: int, heartbeat_interval_ms: int,
-                 retry_s: float = 1.0) -> None:
+                 ready: asyncio.Event | None = None, retry_s: float = 1.0) -> None:
         self._consumer = AIOKafkaConsumer(
             group_id=group_id, enable_auto_commit=False, auto_offset_reset=auto_offset_reset,
             session_timeout_ms=session_timeout_ms, heartbeat_interval_ms=heartbeat_interval_ms,
@@ -52,7 +52,7 @@ class BatchConsumer:
         self._max_records = max_records
         self._timeout_ms = timeout_ms
         self._retry_s = retry_s
-        self.ready = asyncio.Event()
+        self.ready = ready or asyncio.Event()
         self.batches_failed = 0
 
     async def start(self) -> None:
