@@ -123,11 +123,15 @@ class IngestWorker(Lifecycle):
             await self._batches.wait_for(predicate)
 
     async def stop(self) -> None:
-        """Cancel the loop (a batch in flight is not committed and will be re-read), leave, close files."""
+        """Let the batch in hand commit (up to `stop_timeout_s`; past it, cancel: it is re-read later), leave
+        the group, close the files."""
         task, self._task = self._task, None
         self.ready.clear()
         if task is not None:
-            task.cancel()
+            self._consumer.request_stop()
+            done, _ = await asyncio.wait({task}, timeout=self.settings.stop_timeout_s)
+            if not done:
+                task.cancel()
             await asyncio.gather(task, return_exceptions=True)
         consumer, self._consumer = self._consumer, None
         try:

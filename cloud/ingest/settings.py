@@ -45,6 +45,8 @@ class IngestSettings(BaseSettings):
     # One commit (Parquet files + manifest + Kafka offsets) per poll of at most this many messages.
     batch_max_records: int = Field(default=500, ge=1)
     batch_timeout_ms: int = Field(default=1_000, ge=1)
+    # On SIGTERM the batch in hand may finish and commit for this long; past it, it is cancelled (and re-read).
+    stop_timeout_s: float = Field(default=30.0, gt=0)
     # Escalations wait for their cloud answer (and answers for their escalation) this long, this many at most.
     join_capacity: int = Field(default=10_000, ge=1)
     join_max_age_s: float = Field(default=600.0, gt=0)

@@ -5,6 +5,7 @@ dataset commit and its dead letters were acknowledged. A failed batch is re-read
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -54,6 +55,7 @@ class BatchConsumer:
         self._retry_s = retry_s
         self.ready = ready or asyncio.Event()
         self.batches_failed = 0
+        self._stopping = asyncio.Event()
 
     async def start(self) -> None:
         """Connect the producer and join the group."""
@@ -72,9 +74,14 @@ class BatchConsumer:
         finally:
             await self._producer.stop()
 
+    def request_stop(self) -> None:
+        """Let `run` return after the batch in hand is committed (it polls at most `timeout_ms` more)."""
+        self._stopping.set()
+
     async def run(self, handler: BatchHandler) -> None:
-        """Forever: poll, handle, dead-letter, commit. A failing batch is retried from its first offsets."""
-        while True:
+        """Poll, handle, dead-letter, commit until `request_stop`. A failing batch is retried from its first
+        offsets."""
+        while not self._stopping.is_set():
             polled = await self._consumer.getmany(timeout_ms=self._timeout_ms, max_records=self._max_records)
             batch = [Message(r.topic, r.key, r.value) for records in polled.values() for r in records]
             try:
@@ -91,4 +98,5 @@ class BatchConsumer:
                 for tp, records in polled.items():
                     if records:
                         self._consumer.seek(tp, records[0].offset)
-                await asyncio.sleep(self._retry_s)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), self._retry_s)
