@@ -37,6 +37,7 @@ class StubServer(Lifecycle):
         self.port = 0
         self._server: asyncio.Server | None = None
         self._hung: set[asyncio.StreamWriter] = set()
+        self._connections: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
 
     @property
     def url(self) -> str:
@@ -51,11 +52,15 @@ class StubServer(Lifecycle):
     async def stop(self) -> None:
         """Close hung connections and the listener (idempotent)."""
         server, self._server = self._server, None
-        for writer in list(self._hung):
-            writer.close()
-        self._hung.clear()
         if server is not None:
             server.close()
+        # Close every connection so its handler sees EOF and returns (no task is left to be cancelled).
+        for writer in self._connections.values():
+            writer.close()
+        await asyncio.gather(*self._connections, return_exceptions=True)
+        self._connections.clear()
+        self._hung.clear()
+        if server is not None:
             await server.wait_closed()
 
     async def __aenter__(self) -> Self:
@@ -63,6 +68,9 @@ class StubServer(Lifecycle):
         return self
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections[task] = writer
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -76,6 +84,7 @@ class StubServer(Lifecycle):
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
             pass
         finally:
+            self._connections.pop(task, None)
             with contextlib.suppress(Exception):
                 writer.close()
 
