@@ -89,7 +89,7 @@ class ResponseCache:
                 return hit
             if self.semantic:
                 return await self._similar(tenant, model_version, request)
-        except (RedisError, OSError) as exc:
+        except Exception as exc:  # Redis down, an embedding failure: a miss, never a failed request
             metrics.CACHE_LOOKUPS.labels("error").inc()
             log.warning("cache lookup failed, treating as a miss", extra={"error": repr(exc)[:200]})
             return None
@@ -107,7 +107,7 @@ class ResponseCache:
             await self._redis.set(self._entry_key(digest), json.dumps(entry), ex=self.ttl_s)
             if self.semantic:
                 await self._add_vector(tenant, model_version, request, digest)
-        except (RedisError, OSError) as exc:
+        except Exception as exc:  # the answer is already good; caching it is best effort
             log.warning("cache store failed", extra={"error": repr(exc)[:200]})
 
     async def _exact(self, digest: str, model_version: str, similarity: float = 1.0,

@@ -30,8 +30,13 @@ def _group() -> None:
 def worker(
     model: Annotated[str | None, typer.Option(help=f"Model: {SPECS_HELP} (default: EBRAIN_MODEL).")] = None,
     bootstrap: Annotated[str | None, typer.Option(help="Kafka bootstrap servers, host:port.")] = None,
+    backend: Annotated[str | None, typer.Option(
+        help="llama (in-process llama.cpp) or router (EBRAIN_BACKENDS servers behind cache, limits and "
+             "fallback routing) (default: EBRAIN_BACKEND).")] = None,
 ) -> None:
     """Answer escalations and requests from Kafka until SIGINT or SIGTERM, then stop cleanly."""
+    from pydantic import ValidationError  # noqa: PLC0415
+
     from cloud.settings import CloudSettings  # noqa: PLC0415 - keep `ebrain --help` fast
     from ebrain import log as logs  # noqa: PLC0415
     from ebrain.metrics import serve  # noqa: PLC0415
@@ -40,11 +45,16 @@ def worker(
     updates: dict[str, object] = {}
     if model:
         updates["model"] = model
+    if backend:
+        updates["backend"] = backend
     # The short form every ebrain command honours, beside the nested EBRAIN_KAFKA__BOOTSTRAP.
     bootstrap = bootstrap or os.environ.get("EBRAIN_KAFKA_BOOTSTRAP")
     if bootstrap:
         updates["kafka"] = settings.kafka.model_copy(update={"bootstrap": bootstrap})
-    settings = settings.model_copy(update=updates)
+    try:
+        settings = CloudSettings.model_validate({**settings.model_dump(), **updates}) if updates else settings
+    except ValidationError as exc:
+        raise typer.BadParameter(str(exc).splitlines()[-2].strip() if "\n" in str(exc) else str(exc)) from None
     logs.configure(settings.log_level, component="cloud")
     serve(settings.metrics_port)
     try:

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from cloud import metrics
@@ -126,6 +126,47 @@ class Router(Lifecycle):
                                 self.policy.retry_delay_s)
             else:
                 return Failed(f"deadline exceeded after {attempts} attempts: {why}")
+
+    async def stream(self, request: InferenceRequest, give_up_at: float) -> AsyncIterator[str]:
+        """Stream `request` from the first backend that yields a first piece before `give_up_at`.
+
+        Fallback happens only before the first piece: once text went out, a failure ends the stream with
+        the backend's error (the caller cannot unsend text). No backend: EngineOverloaded with the reasons.
+        """
+        notes: list[str] = []
+        planned = plan(self.states, self.policy.limits, self._clock())
+        _note(notes, (f"{name}: {why}" for name, why in planned.skipped))
+        for name in planned.order:
+            backend, state = self._backends[name], self._by_name[name]
+            left = give_up_at - self._clock()
+            if left <= 0:
+                state.breaker.release()
+                continue
+            pieces = backend.stream(request, timeout_s=min(self._timeouts[name], left))
+            try:
+                first = await anext(pieces)
+            except StopAsyncIteration:
+                first = ""
+            except EngineOverloaded as exc:
+                state.overloaded(self.policy.limits, self._clock())
+                state.breaker.release()
+                _record(name, "overloaded", notes, exc)
+                continue
+            except EngineUnavailable as exc:
+                state.breaker.failure(self._clock())
+                _record(name, "timeout" if isinstance(exc, BackendTimeout) else "unavailable", notes, exc)
+                continue
+            except BaseException:
+                state.breaker.release()
+                raise
+            state.breaker.success()
+            metrics.BACKEND_REQUESTS.labels(name, "ok").inc()
+            if first:
+                yield first
+            async for piece in pieces:
+                yield piece
+            return
+        raise EngineOverloaded("; ".join(notes) or "no backend available")
 
     async def _attempt(self, name: str, request: InferenceRequest, timeout_s: float,
                        notes: list[str]) -> Served | Failed | None:

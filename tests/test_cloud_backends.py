@@ -171,3 +171,17 @@ async def _until(condition: object, deadline_s: float = 5.0) -> None:
     while not condition():  # type: ignore[operator]
         assert time.monotonic() < end, "condition not met in time"
         await asyncio.sleep(0.01)
+
+
+async def test_stream_falls_back_before_the_first_piece(stub: StubServer, primary: OpenAIBackend,
+                                                        replica: OpenAIBackend) -> None:
+    router = _router((primary, 0.5), (replica, 30.0))
+    assert [p async for p in router.stream(_request("x y"), time.monotonic() + 30)] == ["echo: ", "x ", "y "]
+    stub.mode = "503"
+    pieces = [p async for p in router.stream(_request(), time.monotonic() + 30)]
+    assert pieces  # from the llama.cpp server
+    stub.mode = "hang"
+    second = OpenAIBackend("llama", stub.url, model="stub", tier="cpu")
+    with pytest.raises(EngineOverloaded, match=r"vllm: timeout .*; llama: timeout"):
+        [p async for p in _router((primary, 0.3), (second, 0.3)).stream(_request(), time.monotonic() + 30)]
+    await second.aclose()

@@ -65,3 +65,26 @@ async def test_worker_runs_until_sigterm(kafka_settings: KafkaSettings, tmp_path
             await proc.wait()
     events += [json.loads(line)["event"] for line in rest.splitlines() if line.startswith(b"{")]
     assert events.index("cloud worker stopped") > events.index("cloud worker started")
+
+
+def test_router_settings_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EBRAIN_BACKEND", "router")
+    monkeypatch.setenv("EBRAIN_BACKENDS", '[{"name": "vllm", "url": "http://vllm:8000", "model": "smollm2", '
+                                          '"max_concurrency": 32, "api_key": "sk-x"}, {"name": "llama", '
+                                          '"url": "http://llama:8080", "model": "llama", "tier": "cpu"}]')
+    monkeypatch.setenv("EBRAIN_REDIS_URL", "redis://redis:6379/0")
+    monkeypatch.setenv("EBRAIN_CACHE__THRESHOLD", "0.95")
+    monkeypatch.setenv("EBRAIN_RATELIMIT__ON_REDIS_ERROR", "closed")
+    settings = CloudSettings()
+    assert settings.backend == "router"
+    assert [(b.name, b.tier, b.max_concurrency) for b in settings.backends] == [("vllm", "gpu", 32),
+                                                                                ("llama", "cpu", 8)]
+    assert settings.redis_url == "redis://redis:6379/0"
+    assert (settings.cache.threshold, settings.ratelimit.on_redis_error) == (0.95, "closed")
+    assert "sk-x" not in repr(settings)
+
+
+def test_unknown_backend_is_a_usage_error() -> None:
+    result = CliRunner().invoke(app, ["worker", "--backend", "bogus"])
+    assert result.exit_code == 2
+    assert "'llama' or 'router'" in result.output
