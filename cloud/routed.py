@@ -31,7 +31,7 @@ def backend_of(cfg: BackendSettings) -> Backend:
     key = cfg.api_key.get_secret_value() if cfg.api_key else None
     return OpenAIBackend(cfg.name, cfg.url, model=cfg.model, tier=cfg.tier, model_version=cfg.model_version,
                          max_concurrency=cfg.max_concurrency, max_queue=cfg.max_queue, logprobs=cfg.logprobs,
-                         api_key=key)
+                         api_key=key, extra_body=cfg.extra_body)
 
 
 def router_of(settings: CloudSettings, backends: list[tuple[Backend, float]] | None = None) -> Router:

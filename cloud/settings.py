@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -28,6 +28,9 @@ class BackendSettings(BaseModel):
     max_queue: int = Field(default=16, ge=0, le=4096)
     logprobs: bool = False
     api_key: SecretStr | None = None
+    # Merged into every request body: server-specific sampling options (vLLM: top_k, min_p, ...). Serving
+    # options (speculative decoding, prefix caching, max-num-seqs) are server flags: see README, Cloud.
+    extra_body: dict[str, Any] = Field(default_factory=dict)
 
 
 class CacheSettings(BaseModel):
