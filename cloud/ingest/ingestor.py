@@ -58,6 +58,7 @@ class Ingestor:
         self.join = join
         self._seq = 0
         self._dropped: Counter[str] = Counter()
+        self.handled = 0  # messages taken in, valid or not
 
     def handle(self, messages: Sequence[Message], now: float) -> BatchResult:
         """Process one batch synchronously (CPU and disk: call it from a worker thread)."""
@@ -65,6 +66,7 @@ class Ingestor:
         letters: list[Envelope[Any]] = []
         self._dropped = Counter()
         evicted = self.join.expire(now)
+        self.handled += len(messages)
         for message in messages:
             try:
                 envelope = _decode(message)
