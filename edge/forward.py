@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
 
 from ebrain.lifecycle import Lifecycle
-from ebrain.mqtt import MqttError
+from ebrain.mqtt import MqttError, MqttPublishError
 from edge.spool import BULK, CRITICAL, Spool
 from schemas import Envelope, Telemetry, encode
 from schemas.topics import mqtt_uplink
@@ -58,7 +58,8 @@ class StoreAndForward(Lifecycle):
         self._wake = asyncio.Event()
         self._drained = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self.counters: dict[str, int] = {"direct": 0, "spooled": 0, "drained": 0, "publish_failures": 0}
+        self.counters: dict[str, int] = {"direct": 0, "spooled": 0, "drained": 0, "publish_failures": 0,
+                                         "refused_by_broker": 0}
 
     @property
     def depth(self) -> int:
@@ -90,6 +91,9 @@ class StoreAndForward(Lifecycle):
         if self._link.connected and not len(self._spool):
             try:
                 await asyncio.wait_for(self._link.publish(topic, raw, 1), self._publish_timeout_s)
+            except MqttPublishError as exc:
+                self._refused(envelope.id, exc)
+                return
             except (MqttError, TimeoutError) as exc:
                 self.counters["publish_failures"] += 1
                 log.warning("publish failed, spooling", extra={"msg_id": envelope.id, "error": repr(exc)})
@@ -127,13 +131,21 @@ class StoreAndForward(Lifecycle):
         for entry in entries:
             try:
                 await asyncio.wait_for(self._link.publish(entry.topic, entry.payload, 1), self._publish_timeout_s)
+            except MqttPublishError as exc:
+                self._refused(entry.msg_id, exc)  # retrying cannot help, and would block everything behind it
             except (MqttError, TimeoutError) as exc:
                 self.counters["publish_failures"] += 1
                 log.info("drain paused", extra={"msg_id": entry.msg_id, "error": repr(exc), "depth": self.depth})
                 return False
+            else:
+                self.counters["drained"] += 1
             await self._call(self._spool.remove, entry.seq)
-            self.counters["drained"] += 1
         return True
+
+    def _refused(self, msg_id: str, exc: Exception) -> None:
+        """The broker answered with a failure reason code (e.g. not authorised): counted, logged, not retried."""
+        self.counters["refused_by_broker"] += 1
+        log.error("broker refused a message; dropped", extra={"msg_id": msg_id, "error": str(exc)})
 
     async def _call(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._io, fn, *args)
