@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ebrain.mqtt import MqttPublishError
+from edge.forward import StoreAndForward
 from edge.spool import BULK, CRITICAL, Spool, SpoolFullError
+from schemas import InferenceResult, make
 
 Op = tuple[str, int]
 ops = st.lists(
@@ -96,3 +101,41 @@ def test_survives_reopen_in_order_and_counts_overflow(tmp_path: Path) -> None:
     mode = reopened._db.execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"
     reopened.close()
+
+
+class _Link:
+    """A scripted link: `behaviour` per publish call ("ok", "hang", "refuse"), then "ok"."""
+
+    def __init__(self, *behaviour: str) -> None:
+        self.connected = True
+        self.behaviour = list(behaviour)
+        self.sent: list[bytes] = []
+
+    async def wait_connected(self, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        return None
+
+    async def publish(self, topic: str, payload: bytes, qos: int = 1) -> None:
+        what = self.behaviour.pop(0) if self.behaviour else "ok"
+        if what == "hang":
+            await asyncio.sleep(30)
+        if what == "refuse":
+            raise MqttPublishError("not authorised")
+        self.sent.append(payload)
+
+
+async def test_forwarder_spools_on_a_missing_puback_and_skips_what_the_broker_refuses(tmp_path: Path) -> None:
+    def result(n: int) -> Any:
+        payload = InferenceResult(request_id=f"r{n}", route="local", model_id="m", model_version="1", latency_ms=1)
+        return make(payload, tenant="t", device="d", message_id=f"m{n}")
+
+    link = _Link("hang", "refuse")  # r0: no PUBACK in time -> spool; drain of r0: refused by the broker
+    async with StoreAndForward(link, Spool(tmp_path / "s.db"), publish_timeout_s=0.05) as forward:
+        await forward.send(result(0))
+        await forward.send(result(1))  # r0 still spooled: r1 must queue behind it
+        assert forward.counters["spooled"] == 2
+        assert await forward.flush(5)
+        await forward.send(result(2))  # spool empty and link up: direct
+    assert forward.counters["refused_by_broker"] == 1
+    assert forward.counters["drained"] == 1
+    assert forward.counters["direct"] == 1
+    assert [b'"r1"' in raw for raw in link.sent] == [True, False]
