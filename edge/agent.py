@@ -261,6 +261,7 @@ class EdgeAgent:
             "cpu_pct": round(self._cpu.read(), 1),
         }
         counters |= {f"spool_{k}": float(v) for k, v in (spool.counters if spool else {}).items()}
+        counters |= {f"uplink_{k}": float(v) for k, v in getattr(self._uplink, "counters", {}).items()}
         counters |= {k: float(v) for k, v in (self._ota.counters if self._ota else {}).items()}
         metrics.TOKENS_PER_S.set(counters["tokens_per_s"])
         metrics.QUEUE_DEPTH.set(queue_depth)
