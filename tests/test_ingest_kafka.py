@@ -142,3 +142,41 @@ async def test_envelopes_to_redacted_parquet_and_replay_adds_nothing(
     assert _manifest(tmp_path)["counts"]["dropped"]["replayed"] >= 2
     assert _tenant_rows(tmp_path, tenant) == 2
     assert len(list((tmp_path / "data").rglob("*.parquet"))) == len(manifest["files"])
+
+
+class _FailsOnce(Pipeline):
+    """A pipeline whose first batch fails as a full disk would: the worker must re-read, not skip, it."""
+
+    def __init__(self, inner: Pipeline) -> None:
+        super().__init__(inner.scanner, inner.anonymizer, inner.policy)
+        self.failures = 0
+
+    def process(self, records: Any, index: Any, store: Any, dropped: Any = None) -> Any:
+        if records and not self.failures:
+            self.failures += 1
+            raise OSError("No space left on device")
+        return super().process(records, index, store, dropped)
+
+
+async def test_a_failed_batch_is_re_read_not_lost(
+    kafka_settings: KafkaSettings, pipeline: Pipeline, tmp_path: Path
+) -> None:
+    tenant = f"t{uuid.uuid4().hex[:8]}"
+    answer, local, escalation = _envelopes(tenant)[:3]
+    flaky = _FailsOnce(pipeline)
+    producer = AIOKafkaProducer(**producer_options(kafka_settings))
+    await producer.start()
+    try:
+        async with IngestWorker(_settings(kafka_settings, tmp_path, f"ingest-{tenant}"), pipeline=flaky) as worker:
+            await asyncio.wait_for(worker.ready.wait(), WAIT_S)
+            assert worker.ingestor is not None
+            start = worker.ingestor.handled
+            await producer.send_and_wait(answer[0], encode(answer[1]), key=answer[1].key.encode())
+            await _until(worker, lambda: worker.ingestor is not None and worker.ingestor.handled > start)
+            # The answer waits in the join window (committed); the batch pairing it fails once and is re-read.
+            for topic, envelope in (local, escalation):
+                await producer.send_and_wait(topic, encode(envelope), key=envelope.key.encode())
+            await _until(worker, lambda: _tenant_rows(tmp_path, tenant) == 2)
+    finally:
+        await producer.stop()
+    assert flaky.failures == 1

@@ -14,7 +14,7 @@ from typing import Any
 
 from cloud.ingest import metrics
 from cloud.ingest.core.build import from_local, from_pair, is_teacher_answer, join_key
-from cloud.ingest.core.join import Eviction, JoinWindow
+from cloud.ingest.core.join import Eviction, JoinKey, JoinWindow
 from cloud.ingest.core.pipeline import Outcome, Pipeline
 from cloud.ingest.core.ports import DuplicateIndex, Store
 from cloud.ingest.core.records import Record
@@ -59,12 +59,14 @@ class Ingestor:
         self._seq = 0
         self._dropped: Counter[str] = Counter()
         self.handled = 0  # messages taken in, valid or not
+        self._joined: list[tuple[str, JoinKey, Envelope[Any]]] = []
 
     def handle(self, messages: Sequence[Message], now: float) -> BatchResult:
         """Process one batch synchronously (CPU and disk: call it from a worker thread)."""
         records: list[Record] = []
         letters: list[Envelope[Any]] = []
         self._dropped = Counter()
+        self._joined = []
         evicted = self.join.expire(now)
         self.handled += len(messages)
         for message in messages:
@@ -79,7 +81,11 @@ class Ingestor:
         for eviction in evicted:
             metrics.JOIN_EVICTIONS.labels(eviction.side, eviction.reason).inc()
             self._dropped[f"unjoined_{eviction.side}"] += 1
-        result = self.pipeline.process(records, self.index, self.store, self._dropped)
+        try:
+            result = self.pipeline.process(records, self.index, self.store, self._dropped)
+        except BaseException:
+            self._unjoin(now)  # the batch will be re-read: its pairs must be able to form again
+            raise
         _count(result)
         return BatchResult(result, letters)
 
@@ -94,7 +100,14 @@ class Ingestor:
         evicted.extend(gone)
         if pair is None:
             return "waiting"
+        waited = ("answer", pair.answer) if side == "escalation" else ("escalation", pair.escalation)
+        self._joined.append((waited[0], join_key(envelope), waited[1]))
         return self._add(from_pair(pair, self._next()), records)
+
+    def _unjoin(self, now: float) -> None:
+        """Put back the halves that had waited for partners arriving in a failed batch."""
+        for side, key, envelope in self._joined:
+            self.join.offer(side, key, envelope, now)
 
     def _add(self, built: Record | str, records: list[Record]) -> str:
         if isinstance(built, str):
