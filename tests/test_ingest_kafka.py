@@ -8,6 +8,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import signal
+import sys
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +19,7 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from prometheus_client import REGISTRY
 
 from cloud.ingest.app import IngestWorker, build_pipeline
 from cloud.ingest.core.pipeline import Pipeline
@@ -133,6 +137,8 @@ async def test_envelopes_to_redacted_parquet_and_replay_adds_nothing(
         assert canary not in text
         assert canary not in caplog.text
     assert tenant in {f["tenant"] for f in manifest["files"]}
+    assert (REGISTRY.get_sample_value("ebrain_ingest_records_total") or 0) >= 2
+    assert (REGISTRY.get_sample_value("ebrain_ingest_pii_entities_total", {"entity": "CN_RESIDENT_ID"}) or 0) >= 1
     assert [e.data.reason for e in await _ingest_dead_letters(kafka_settings)] == ["unknown_type"]
 
     async with IngestWorker(_settings(kafka_settings, tmp_path, "ingest-test-2"), pipeline=pipeline) as again:
@@ -180,3 +186,24 @@ async def test_a_failed_batch_is_re_read_not_lost(
     finally:
         await producer.stop()
     assert flaky.failures == 1
+
+
+async def test_ingest_command_announces_ready_and_stops_on_sigterm(
+    kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
+    env = {**os.environ, "EBRAIN_KAFKA_BOOTSTRAP": kafka_settings.bootstrap, "EBRAIN_DATA_DIR": str(tmp_path),
+           "EBRAIN_INGEST_GROUP_ID": f"ingest-cli-{uuid.uuid4().hex[:8]}", "EBRAIN_SESSION_TIMEOUT_MS": "2000",
+           "EBRAIN_HEARTBEAT_INTERVAL_MS": "500"}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "ebrain", "data", "ingest", env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), WAIT_S)
+        assert json.loads(line) == {"event": "ready", "component": "ingest", "data_dir": str(tmp_path)}
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), WAIT_S) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
