@@ -138,6 +138,7 @@ class MqttClient(Lifecycle):
         self._subscriptions: dict[str, int] = {}
         self._generation = 0
         self._started = False
+        self._session_present = False
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -229,6 +230,11 @@ class MqttClient(Lifecycle):
         return self._connected.is_set()
 
     @property
+    def session_present(self) -> bool:
+        """The broker resumed a stored session on the last CONNACK (subscriptions and queued messages kept)."""
+        return self._session_present
+
+    @property
     def queued_incoming(self) -> int:
         """Messages received and not yet taken from `messages()` (never above `max_queued_incoming`)."""
         return self._queue.qsize() + len(self._inbox)
@@ -239,14 +245,21 @@ class MqttClient(Lifecycle):
 
     async def subscribe(self, topic_filter: str, qos: int = 1) -> None:
         """Subscribe and wait for SUBACK; the subscription is renewed after every reconnect."""
+        await asyncio.wait_for(self.start_subscribe(topic_filter, qos), self._connect_timeout_s)
+
+    def start_subscribe(self, topic_filter: str, qos: int = 1) -> asyncio.Future[None]:
+        """Send SUBSCRIBE now and return the future of its SUBACK (renewed after reconnects like `subscribe`).
+
+        For a resumed session with a backlog: the broker may send queued messages ahead of the SUBACK, and
+        they must be consumed before the SUBACK can be read, so waiting for it first would deadlock.
+        """
         client = self._require_client()
         self._subscriptions[topic_filter] = qos
         rc, mid = client.subscribe(topic_filter, qos)
         if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or mid is None:
             # Not connected now: on_connect subscribes when the connection comes back.
             raise MqttNotConnectedError(f"subscribe {topic_filter!r}: {paho.error_string(rc)}")
-        fut = self._track(self._pending_subs, mid)
-        await asyncio.wait_for(fut, self._connect_timeout_s)
+        return self._track(self._pending_subs, mid)
 
     async def publish(
         self, topic: str, payload: bytes, qos: int = 1, *, user_properties: Sequence[tuple[str, str]] = ()
@@ -331,6 +344,7 @@ class MqttClient(Lifecycle):
         self._queue.put_nowait(None)  # always fits: the slots leave one place free
 
     def _connack(self, reason: ReasonCode, session_present: bool) -> None:
+        self._session_present = session_present and not reason.is_failure
         if self._first_connack is not None and not self._first_connack.done():
             self._first_connack.set_result(reason)
         if reason.is_failure:

@@ -45,12 +45,18 @@ class Gateway(Lifecycle):
         s = self.settings
         self._mqtt = MqttClient(s.mqtt, client_id=s.client_id, manual_ack=True, max_queued_incoming=s.max_inflight)
         await self._mqtt.start()
+        suback: asyncio.Future[None] | None = None
         try:
-            await self._mqtt.subscribe(mqtt_uplink_filter(s.share_group), qos=1)
+            if self._mqtt.session_present:
+                # The broker kept our subscription, and its backlog may arrive ahead of the SUBACK: that is
+                # read only once the uplink drains the backlog (after Kafka is up), so confirm it there.
+                suback = self._mqtt.start_subscribe(mqtt_uplink_filter(s.share_group), qos=1)
+            else:
+                await self._mqtt.subscribe(mqtt_uplink_filter(s.share_group), qos=1)
         except BaseException:
             await self._mqtt.stop()
             raise
-        self._task = asyncio.create_task(self._run(self._mqtt), name="gateway")
+        self._task = asyncio.create_task(self._run(self._mqtt, suback), name="gateway")
         log.info("gateway started", extra={"client_id": s.client_id, "share_group": s.share_group})
 
     async def stop(self) -> None:
@@ -81,7 +87,7 @@ class Gateway(Lifecycle):
         if self._task is not None:
             await asyncio.shield(self._task)
 
-    async def _run(self, mqtt: MqttClient) -> None:
+    async def _run(self, mqtt: MqttClient, suback: asyncio.Future[None] | None) -> None:
         s = self.settings
         await kafka_io.ensure_all_topics(s)
         producer = await kafka_io.start_producer(s)
@@ -93,6 +99,8 @@ class Gateway(Lifecycle):
                 async with asyncio.TaskGroup() as tg:
                     tg.create_task(Uplink(s, mqtt, producer, self.uplink_stats).run(), name="uplink")
                     tg.create_task(Downlink(s, mqtt, consumer, producer, self.downlink_stats).run(), name="downlink")
+                    if suback is not None:
+                        await suback  # a refused subscription (e.g. ACL) fails the gateway
             finally:
                 await _close(consumer.stop())
         finally:
