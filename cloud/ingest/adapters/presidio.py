@@ -8,6 +8,7 @@ SpacyRecognizer as precomputed NlpArtifacts (`AnalyzerEngine.analyze(nlp_artifac
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,8 +36,12 @@ def offline_tldextract() -> None:
         tld.TLD_EXTRACTOR = tld.TLDExtract(suffix_list_urls=(), cache_dir=None, fallback_to_snapshot=True)
 
 
+@functools.cache
 def load_nlp_engine(model_name: str = MODEL_NAME) -> Any:
-    """A loaded Presidio SpacyNlpEngine over an installed spaCy package (no download: it must be installed)."""
+    """A loaded Presidio SpacyNlpEngine over an installed spaCy package (no download: it must be installed).
+
+    Loaded once per process and shared: the model is read-only once loaded.
+    """
     import spacy.util  # noqa: PLC0415
     from presidio_analyzer.nlp_engine import NlpEngineProvider  # noqa: PLC0415
 
@@ -133,12 +138,14 @@ class PresidioScanner:
         found: list[list[_Ent]] = [[] for _ in texts]
         if not jobs:
             return found
-        with self._nlp.select_pipes(enable=["ner"]):
-            docs = self._nlp.pipe([chunk for _, _, chunk in jobs], batch_size=self.batch_size)
-            for (i, start, chunk), doc in zip(jobs, docs, strict=True):
-                self.ner_chars += len(chunk)
-                found[i].extend(_Ent(e.start_char + start, e.end_char + start, PERSON)
-                                for e in doc.ents if e.label_ in {"PERSON", "PER"})
+        # Only the `ner` pipe runs (it has its own tok2vec in the sm model); `disable` is per call, so a model
+        # shared with a full-pipeline user (the benchmark's plain Presidio) is never mutated.
+        others = [name for name in self._nlp.pipe_names if name != "ner"]
+        docs = self._nlp.pipe([chunk for _, _, chunk in jobs], batch_size=self.batch_size, disable=others)
+        for (i, start, chunk), doc in zip(jobs, docs, strict=True):
+            self.ner_chars += len(chunk)
+            found[i].extend(_Ent(e.start_char + start, e.end_char + start, PERSON)
+                            for e in doc.ents if e.label_ in {"PERSON", "PER"})
         return found
 
     def _analyze(self, text: str, ents: list[_Ent]) -> list[Span]:
