@@ -25,7 +25,7 @@ def from_local(envelope: Envelope[Any], seq: int = 0) -> Record | str:
         return "not_local"
     if result.status != "ok":
         return "not_ok"
-    prompt = getattr(result, "prompt", None)
+    prompt = result.prompt
     if not prompt:
         return "no_prompt"
     return Record(
