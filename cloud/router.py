@@ -187,7 +187,11 @@ class Router(Lifecycle):
             state.breaker.release()
             _record(name, "invalid", notes, exc)
             return Failed(f"invalid request for {name}: {exc}")
-        except BaseException:
+        except Exception as exc:  # a bug in an adapter: blame the backend, log it, try the next one
+            log.exception("backend raised an unexpected error", extra={"backend": name})
+            state.breaker.failure(self._clock())
+            _record(name, "error", notes, exc)
+        except BaseException:  # cancellation: no verdict on the backend
             state.breaker.release()
             raise
         else:

@@ -15,6 +15,7 @@ from cloud.backends.ports import EngineOverloaded, EngineUnavailable
 from cloud.core.routing import Limits
 from cloud.router import Deferred, Failed, Router, RouterPolicy, Served
 from cloud.testing import StubServer, llama_server
+from ebrain.inference.ports import Completion
 from ebrain.models import resolve_model
 from schemas import InferenceRequest
 
@@ -185,3 +186,16 @@ async def test_stream_falls_back_before_the_first_piece(stub: StubServer, primar
     with pytest.raises(EngineOverloaded, match=r"vllm: timeout .*; llama: timeout"):
         [p async for p in _router((primary, 0.3), (second, 0.3)).stream(_request(), time.monotonic() + 30)]
     await second.aclose()
+
+
+class _Broken(OpenAIBackend):
+    async def complete(self, request: InferenceRequest, *, timeout_s: float) -> Completion:
+        raise KeyError("adapter bug")
+
+
+async def test_an_adapter_bug_counts_as_a_failure_and_falls_back(replica: OpenAIBackend) -> None:
+    broken = _Broken("vllm", "http://127.0.0.1:9", model="x", tier="gpu")
+    outcome = await _router((broken, 1.0), (replica, 30.0)).route(_request(), time.monotonic() + 30)
+    assert isinstance(outcome, Served)
+    assert "vllm: error ('adapter bug')" in outcome.reason
+    await broken.aclose()
