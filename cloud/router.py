@@ -104,8 +104,7 @@ class Router(Lifecycle):
             _note(notes, (f"{name}: {why}" for name, why in planned.skipped))
             for name in planned.order:
                 left = give_up_at - self._clock()
-                if left <= 0:
-                    self._by_name[name].breaker.release()
+                if left <= 0 or not self._by_name[name].breaker.allow(self._clock()):
                     continue
                 attempts += 1
                 outcome = await self._attempt(name, request, min(self._timeouts[name], left), notes)
@@ -139,8 +138,7 @@ class Router(Lifecycle):
         for name in planned.order:
             backend, state = self._backends[name], self._by_name[name]
             left = give_up_at - self._clock()
-            if left <= 0:
-                state.breaker.release()
+            if left <= 0 or not state.breaker.allow(self._clock()):
                 continue
             pieces = backend.stream(request, timeout_s=min(self._timeouts[name], left))
             try:

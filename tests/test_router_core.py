@@ -90,3 +90,12 @@ vllm:prompt_tokens_total{engine="0"} 1234.0
     assert sat == Saturation(kv_cache_usage=0.42, waiting=5.0, running=8.0, seen_at=7.0)
     assert parse_vllm_metrics("vllm:kv_cache_usage_perc 0.5\ngarbage line\n", 0.0).kv_cache_usage == 0.5
     assert parse_vllm_metrics("", 0.0).waiting == 0.0
+
+
+def test_planning_takes_no_probe_slot() -> None:
+    gpu, cpu = BackendState("vllm"), BackendState("llama", Breaker(threshold=1, cooldown_s=1.0))
+    cpu.breaker.failure(0.0)
+    for _ in range(3):  # planned again and again while the primary serves: the replica's probe stays free
+        assert plan([gpu, cpu], LIMITS, 2.0).order == ("vllm", "llama")
+    assert cpu.breaker.allow(2.0)
+    assert plan([gpu, cpu], LIMITS, 2.0).skipped == (("llama", "circuit half_open"),)

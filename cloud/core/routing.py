@@ -39,6 +39,11 @@ class Breaker:
             return BreakerState.OPEN
         return BreakerState.HALF_OPEN
 
+    def available(self, now: float) -> bool:
+        """Whether `allow` would admit a request now, without taking the half-open probe slot."""
+        state = self.state(now)
+        return state is BreakerState.CLOSED or (state is BreakerState.HALF_OPEN and not self.probing)
+
     def allow(self, now: float) -> bool:
         """True when a request may go to this backend now; a half-open breaker admits one probe at a time."""
         state = self.state(now)
@@ -127,8 +132,9 @@ class Plan:
 def plan(states: list[BackendState], limits: Limits, now: float) -> Plan:
     """Backends in preference order that are neither open-circuited nor saturated.
 
-    `states` is in preference order (primary first). Taking a half-open breaker's probe slot is a side
-    effect of planning: the planned request is that probe.
+    `states` is in preference order (primary first). Planning takes nothing: the caller calls
+    `breaker.allow(now)` right before each attempt, so only a backend actually tried takes the half-open
+    probe slot.
     """
     order: list[str] = []
     skipped: list[tuple[str, str]] = []
@@ -136,7 +142,7 @@ def plan(states: list[BackendState], limits: Limits, now: float) -> Plan:
         why = state.saturated(limits, now)
         if why is not None:
             skipped.append((state.name, why))
-        elif not state.breaker.allow(now):
+        elif not state.breaker.available(now):
             skipped.append((state.name, f"circuit {state.breaker.state(now).value}"))
         else:
             order.append(state.name)
