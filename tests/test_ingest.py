@@ -9,6 +9,7 @@ import os
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
@@ -210,3 +211,39 @@ def test_presidio_anonymizer_matches_the_core_reference(raw: list[tuple[int, int
     spans = resolve([Span(s, min(s + n, len(text)), e) for s, n, e in raw], text)
     reference = substitute(text, spans, PlaceholderBook())
     assert PresidioAnonymizer().anonymize(text, spans, PlaceholderBook()) == reference
+
+
+def test_ingestor_counts_every_message_it_cannot_turn_into_a_record(pipeline: Pipeline, tmp_path: Path) -> None:
+    from cloud.ingest.core.join import JoinWindow  # noqa: PLC0415
+    from cloud.ingest.ingestor import ANSWERS, ESCALATIONS, RESULTS, Ingestor, Message  # noqa: PLC0415
+    from schemas import Escalation, InferenceRequest, InferenceResult, encode, make  # noqa: PLC0415
+
+    def result(request_id: str, route: str, **kw: Any) -> bytes:
+        payload = InferenceResult(request_id=request_id, route=route, model_id="m", model_version="1",
+                                  latency_ms=1.0, **kw)
+        return encode(make(payload, tenant="acme", device="dev-1"))
+
+    def escalation(request_id: str) -> bytes:
+        req = InferenceRequest(request_id=request_id, prompt="How do I reset a consumer group?")
+        return encode(make(Escalation(request=req, reason="low"), tenant="acme", device="dev-1"))
+
+    dataset = Dataset.open(IngestSettings(data_dir=tmp_path))
+    ingestor = Ingestor(pipeline, dataset.index, dataset.store, JoinWindow(capacity=10, max_age_s=60))
+    batch = [
+        Message(RESULTS, b"acme/dev-1", result("a", "local", text=ANSWER, prompt="How do I reset offsets?")),
+        Message(RESULTS, b"acme/dev-1", result("b", "local", text=ANSWER)),  # no prompt shared
+        Message(RESULTS, b"acme/dev-1", result("c", "local", status="failed")),
+        Message(RESULTS, b"acme/dev-1", escalation("d")),  # wrong topic for the payload
+        Message(ESCALATIONS, b"acme/dev-1", escalation("e")),
+        Message(ANSWERS, b"acme/dev-1", result("e", "cloud", status="failed", reason="deadline")),
+        Message(ESCALATIONS, b"acme/dev-1", escalation("f")),  # its answer never comes
+    ]
+    out = ingestor.handle(batch, now=0.0)
+    assert [letter.data.reason for letter in out.dead_letters] == ["topic_mismatch"]
+    assert len(out.outcome.kept) == 1
+    assert out.outcome.dropped == {"no_prompt": 1, "not_ok": 1, "answer_not_ok": 1}
+    later = ingestor.handle([], now=120.0)
+    assert later.outcome.dropped == {"unjoined_escalation": 1}
+    dataset.close()
+    counts = json.loads((tmp_path / "MANIFEST.json").read_text())["counts"]["dropped"]
+    assert counts == {"no_prompt": 1, "not_ok": 1, "answer_not_ok": 1, "unjoined_escalation": 1}
