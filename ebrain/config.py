@@ -16,6 +16,9 @@ class MqttSettings(BaseModel):
     password: SecretStr | None = None
     tls: bool = False
     ca_file: str | None = None
+    # Client certificate for brokers that require mutual TLS (key_file may be omitted if cert_file has the key).
+    cert_file: str | None = None
+    key_file: str | None = None
     keepalive_s: int = 30
     # MQTT v5 session expiry: the broker keeps our subscriptions and queued QoS 1 messages this long.
     session_expiry_s: int = 3600

@@ -199,7 +199,10 @@ class MqttClient(Lifecycle):
             password = s.password.get_secret_value() if s.password is not None else None
             client.username_pw_set(s.username, password)
         if s.tls:
-            client.tls_set_context(ssl.create_default_context(cafile=s.ca_file))
+            context = ssl.create_default_context(cafile=s.ca_file)
+            if s.cert_file is not None:
+                context.load_cert_chain(s.cert_file, s.key_file)
+            client.tls_set_context(context)
         client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
         client.max_inflight_messages_set(s.max_inflight)
         client.max_queued_messages_set(self._max_out)
