@@ -250,3 +250,30 @@ async def test_replay_after_restart_gets_the_stored_answer(worker: CloudWorker, 
     assert runs == [env.id]
     [(_, first)], [(_, replayed)] = sinks[0].sent, sinks[1].sent
     assert encode(first) == encode(replayed)  # byte for byte: same reply id, downstream dedups it
+
+
+async def test_retry_chain_gives_up_after_max_attempts_with_the_reason() -> None:
+    """Deferred again and again: re-published with a growing attempt number, then a `failed` result."""
+    from cloud.core.replies import failed as failed_reply  # noqa: PLC0415
+    from cloud.worker import ATTEMPT, NOT_BEFORE  # noqa: PLC0415
+
+    class AlwaysBusy:
+        async def respond(self, envelope: Envelope[Any], *, attempt: int = 0) -> Envelope[InferenceResult]:
+            return failed_reply(envelope, "deferred: all backends busy", model_id="m", model_version="1",
+                                latency_ms=1.0, status="deferred", scores={"retry_after_ms": 1.0})
+
+    sink = _ListSink()
+    handler = UplinkHandler(AlwaysBusy(), sink, RecentIds(100), max_attempts=2)
+    env = _escalation(_unique("never served"), device="d-giveup", deadline_ms=60_000)
+    headers: dict[str, str] = {}
+    for _ in range(3):  # the first delivery, then each pass through the retry topic
+        await handler.handle(encode(env), topic=RETRY_TOPIC if headers else kafka_uplink("escalation"),
+                             kind=None if headers else "escalation", headers=headers)
+        # What the retry consumer would read next: the attempt number the last re-publish carried.
+        headers = {ATTEMPT: str(sum(t == RETRY_TOPIC for t, _ in sink.sent)),
+                   NOT_BEFORE: str(int(time.time() * 1000))}
+    topics = [t for t, _ in sink.sent]
+    assert topics == [RETRY_TOPIC, RESULTS, RETRY_TOPIC, RESULTS]
+    statuses = [e.data.status for t, e in sink.sent if t == RESULTS]
+    assert statuses == ["deferred", "failed"]
+    assert sink.sent[-1][1].data.reason.startswith("gave up after 2 retries")
