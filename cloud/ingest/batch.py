@@ -141,12 +141,17 @@ def outcome_from_rows(rows: Iterable[dict[str, Any]]) -> Outcome:
 
 
 def read_input(path: Path) -> Iterator[dict[str, Any]]:
-    """Rows of a JSONL file, a Parquet file, or a dataset directory (hive `date=/tenant=` folders)."""
+    """Rows of a JSONL file, a Parquet file or folder (hive `date=/tenant=` folders), or one of our datasets."""
     import json  # noqa: PLC0415
 
     if path.suffix in {".jsonl", ".json"}:
         with path.open(encoding="utf-8") as f:
             yield from (json.loads(line) for line in f if line.strip())
+        return
+    if (path / "MANIFEST.json").is_file():  # one of our datasets: exactly the files its manifest names
+        from cloud.ingest.adapters.store import read_records  # noqa: PLC0415
+
+        yield from read_records(path)
         return
     import pyarrow.dataset as pads  # noqa: PLC0415
 
