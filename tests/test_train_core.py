@@ -154,11 +154,13 @@ def test_divergence_flags_nan_blowup_and_kl() -> None:
     assert blown is not None
     assert blown.step == 6
     assert "over 3.0x" in blown.reason
-    kl = divergence.check([1.0], [0.1, 9.0], DIV)
+    kl = divergence.check([1.0], [0.1, 90.0], DIV)
     assert kl is not None
     assert kl.step == 1
-    assert "KL 9" in kl.reason
+    assert "KL 90" in kl.reason
 
 
 def test_a_decreasing_loss_is_not_divergence() -> None:
     assert divergence.check([3.0, 2.5, 2.0, 1.8, 1.7, 1.6, 1.65], [0.1, 0.2], DIV) is None
+    # DPO losses near zero jitter by large ratios without diverging.
+    assert divergence.check([0.69, 1e-3, 1e-6, 1e-8, 1e-7, 1e-5, 1e-4], [], DIV) is None

@@ -12,7 +12,8 @@ class DivergenceConfig:
     """When a run is judged diverged. `window` steps are averaged to compare against the best seen."""
 
     max_loss_ratio: float = 3.0  # recent mean loss above this multiple of the best window mean
-    max_kl: float = 5.0  # KL(policy || reference) per token, DPO runs
+    min_loss_increase: float = 0.5  # and at least this much above it: near-zero losses jitter by large ratios
+    max_kl: float = 50.0  # policy/reference log-ratio drift in nats per sequence (DPO runs)
     window: int = 3
     warmup: int = 2  # steps before the ratio test applies
 
@@ -42,7 +43,7 @@ def check(losses: Sequence[float], kls: Sequence[float], config: DivergenceConfi
         return None
     best = min(_mean(losses[i : i + w]) for i in range(len(losses) - w + 1))
     recent = _mean(losses[-w:])
-    if best > 0 and recent > best * config.max_loss_ratio:
+    if recent > best * config.max_loss_ratio and recent - best > config.min_loss_increase:
         step = len(losses) - 1
         return Divergence(step, f"loss {recent:.4g} (mean of last {w}) is over {config.max_loss_ratio}x "
                                 f"the best window {best:.4g} at step {step}")

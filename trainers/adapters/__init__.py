@@ -1,0 +1,1 @@
+"""The trainers' adapters: dataset reading, peft/trl training, evaluation, GGUF export, registry, rollout."""
