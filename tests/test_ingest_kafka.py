@@ -92,8 +92,8 @@ def pipeline() -> Pipeline:
     return build_pipeline(IngestSettings())
 
 
-async def _ingest_dead_letters(kafka: KafkaSettings) -> list[Envelope[Any]]:
-    """Dead letters from the ingest component, once there is at least one (other tests may add their own)."""
+async def _dead_letters_of(kafka: KafkaSettings, tenant: str) -> list[Envelope[Any]]:
+    """The ingest component's dead letters for `tenant`, once there is one (other tests add their own)."""
     consumer = AIOKafkaConsumer(KAFKA_DEADLETTER, auto_offset_reset="earliest", **client_options(kafka))
     await consumer.start()
     found: list[Envelope[Any]] = []
@@ -102,7 +102,7 @@ async def _ingest_dead_letters(kafka: KafkaSettings) -> list[Envelope[Any]]:
             while not found:
                 polled = await consumer.getmany(timeout_ms=500)
                 letters = [decode(r.value) for records in polled.values() for r in records]
-                found += [e for e in letters if e.data.component == "ingest"]
+                found += [e for e in letters if e.data.component == "ingest" and e.tenant == tenant]
     finally:
         await consumer.stop()
     return found
@@ -139,7 +139,7 @@ async def test_envelopes_to_redacted_parquet_and_replay_adds_nothing(
     assert tenant in {f["tenant"] for f in manifest["files"]}
     assert (REGISTRY.get_sample_value("ebrain_ingest_records_total") or 0) >= 2
     assert (REGISTRY.get_sample_value("ebrain_ingest_pii_entities_total", {"entity": "CN_RESIDENT_ID"}) or 0) >= 1
-    assert [e.data.reason for e in await _ingest_dead_letters(kafka_settings)] == ["unknown_type"]
+    assert [e.data.reason for e in await _dead_letters_of(kafka_settings, tenant)] == ["unknown_type"]
 
     async with IngestWorker(_settings(kafka_settings, tmp_path, "ingest-test-2"), pipeline=pipeline) as again:
         await asyncio.wait_for(again.ready.wait(), WAIT_S)
