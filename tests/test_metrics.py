@@ -22,7 +22,7 @@ ALWAYS = {
                 "ebrain_mqtt_connects_total"],
     "cloud": ["ebrain_cloud_inference_seconds_count", "ebrain_cloud_duplicates_total"],
     "ingest": ["ebrain_ingest_records_total", "ebrain_ingest_batch_seconds_count"],
-    "edge": ["ebrain_edge_pending_escalations", "ebrain_edge_queue_depth", "ebrain_edge_spool_entries",
+    "edge-0": ["ebrain_edge_pending_escalations", "ebrain_edge_queue_depth", "ebrain_edge_spool_entries",
              "ebrain_edge_inference_seconds_count"],
 }
 # (component, series, labels) that must grow between the first and the last scrape.
@@ -34,11 +34,11 @@ MOVES = [
     ("gateway", "ebrain_gateway_bytes_total", {"direction": "uplink"}),
     ("cloud", "ebrain_cloud_requests_total", {"kind": "escalation", "outcome": "ok"}),
     ("cloud", "ebrain_cloud_inference_seconds_count", {}),
-    ("edge", "ebrain_edge_requests_total", {"route": "local"}),
-    ("edge", "ebrain_edge_requests_total", {"route": "cloud"}),
-    ("edge", "ebrain_edge_escalations_total", {}),
-    ("edge", "ebrain_edge_request_seconds_count", {"route": "cloud"}),
-    ("edge", "ebrain_edge_inference_seconds_count", {}),
+    ("edge-0", "ebrain_edge_requests_total", {"route": "local"}),
+    ("edge-0", "ebrain_edge_requests_total", {"route": "cloud"}),
+    ("edge-0", "ebrain_edge_escalations_total", {}),
+    ("edge-0", "ebrain_edge_request_seconds_count", {"route": "cloud"}),
+    ("edge-0", "ebrain_edge_inference_seconds_count", {}),
 ]
 MOVES_INGEST = [
     ("ingest", "ebrain_ingest_messages_total", {}),
@@ -64,5 +64,5 @@ async def test_every_component_exports_its_series_and_they_move(
         before = total(run.first.get(component, {}), name, **labels)
         after = total(run.last[component], name, **labels)
         assert after > before, f"{component}: {name}{labels} did not move ({before} -> {after})"
-    assert total(run.last["edge"], "ebrain_edge_rss_bytes") > 10e6
+    assert total(run.last["edge-0"], "ebrain_edge_rss_bytes") > 10e6
     assert {c for _, c, _ in run.series} == set(run.ports)  # sampled during the run, every component

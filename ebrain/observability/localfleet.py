@@ -79,12 +79,15 @@ class FleetConfig:
     sample_every_s: float = 1.0
     deadline_s: float = 180.0
     threads: int = 1
+    mqtt_port: int = 1883
+    telemetry_interval_s: float = 2.0
 
 
 def _envs(config: FleetConfig, ports: dict[str, int]) -> dict[str, dict[str, str]]:
     uid = uuid.uuid4().hex[:8]
     base = {"EBRAIN_KAFKA_BOOTSTRAP": config.kafka_bootstrap, "EBRAIN_STATE_DIR": str(config.work_dir / "state"),
-            "EBRAIN_MQTT__SESSION_EXPIRY_S": "0", "EBRAIN_N_THREADS": str(config.threads)}
+            "EBRAIN_MQTT__SESSION_EXPIRY_S": "0", "EBRAIN_N_THREADS": str(config.threads),
+            "EBRAIN_MQTT__PORT": str(config.mqtt_port)}
     return {
         "gateway": {**base, "EBRAIN_METRICS_PORT": str(ports["gateway"]), "EBRAIN_CLIENT_ID": f"gw-{uid}",
                     "EBRAIN_SHARE_GROUP": f"gw-{uid}", "EBRAIN_DOWNLINK_GROUP": f"gw-down-{uid}"},
@@ -92,9 +95,9 @@ def _envs(config: FleetConfig, ports: dict[str, int]) -> dict[str, dict[str, str
         "ingest": {**base, "EBRAIN_METRICS_PORT": str(ports.get("ingest", 0)), "EBRAIN_INGEST_GROUP_ID": f"in-{uid}",
                    "EBRAIN_DATA_DIR": str(config.work_dir / "dataset"), "EBRAIN_NER_MODE": "off"},
         # Any model passes the confidence bar, so both routes run (cloud tags escalate the rest).
-        "edge": {**base, "EBRAIN_METRICS_PORT": str(ports["edge"]), "EBRAIN_TENANT": f"t{uid}",
+        "edge": {**base, "EBRAIN_TENANT": f"t{uid}",
                  "EBRAIN_MIN_CONFIDENCE": "0", "EBRAIN_ESCALATE_ON_TRUNCATION": "false",
-                 "EBRAIN_TELEMETRY_INTERVAL_S": "2"},
+                 "EBRAIN_TELEMETRY_INTERVAL_S": str(config.telemetry_interval_s)},
     }
 
 
@@ -108,10 +111,10 @@ async def _sample(run: FleetRun, stop: asyncio.Event, every_s: float, started: f
 
 
 async def run_fleet(config: FleetConfig) -> FleetRun:
-    """Gateway, cloud worker (llama backend), optional ingest worker and `devices` edge processes (one metrics
-    port for the first device), until every device printed its `done` line; scraped at ready, during, at the end.
+    """Gateway, cloud worker (llama backend), optional ingest worker and `devices` edge processes (`edge-<i>`),
+    until every device printed its `done` line; each /metrics scraped at ready, during the run and at the end.
     """
-    names = ["gateway", "cloud", *(["ingest"] if config.ingest else []), "edge"]
+    names = ["gateway", "cloud", *(["ingest"] if config.ingest else []), *(f"edge-{i}" for i in range(config.devices))]
     run = FleetRun(ports={n: free_port() for n in names})
     envs = _envs(config, run.ports)
     logs = config.work_dir / "logs"
@@ -122,11 +125,11 @@ async def run_fleet(config: FleetConfig) -> FleetRun:
             ("gateway", ["gateway", "run"]), ("cloud", ["cloud", "worker", "--model", str(config.model)]),
             *([("ingest", ["data", "ingest"])] if config.ingest else []))]
         await asyncio.gather(*(s.wait_ready(config.deadline_s) for s in servers))
-        run.first = {n: await asyncio.to_thread(scrape, p) for n, p in run.ports.items() if n != "edge"}
+        run.first = {n: await asyncio.to_thread(scrape, p) for n, p in run.ports.items() if not n.startswith("edge")}
         sampler = asyncio.create_task(_sample(run, stop, config.sample_every_s, started))
         done: list[asyncio.Event] = []
         for i in range(config.devices):
-            env = envs["edge"] if i == 0 else {**envs["edge"], "EBRAIN_METRICS_PORT": "0"}
+            env = {**envs["edge"], "EBRAIN_METRICS_PORT": str(run.ports[f"edge-{i}"])}
             done.append(asyncio.Event())
             await stack.enter_async_context(ChildProcess(
                 f"edge-{i}", ["edge", "run", "--device", f"edge-{i}", "--model", str(config.model), "--requests",

@@ -1,0 +1,67 @@
+"""W3C trace context (https://www.w3.org/TR/trace-context/) for one message = one trace.
+
+The envelope carries `trace_id` (32 hex, made by the edge agent). Each hop that moves the message adds a span and
+says so in a `traceparent` header: an MQTT v5 user property on MQTT, a Kafka record header on Kafka. These helpers
+are what every hop needs; they have no I/O and no OpenTelemetry dependency (an OTel SDK, where one is installed,
+reads the same header through its W3C propagator).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+
+HEADER = "traceparent"
+_TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+_INVALID_TRACE = "0" * 32
+_INVALID_SPAN = "0" * 16
+
+
+@dataclass(frozen=True, slots=True)
+class SpanContext:
+    """A parsed traceparent: the trace, the span that sent the message, and whether it is sampled."""
+
+    trace_id: str
+    span_id: str
+    sampled: bool = True
+
+    def header(self) -> str:
+        """This context as a `traceparent` value."""
+        return f"00-{self.trace_id}-{self.span_id}-{'01' if self.sampled else '00'}"
+
+    def child(self) -> SpanContext:
+        """A new span of the same trace (what a hop forwards after handling the message)."""
+        return SpanContext(self.trace_id, new_span_id(), self.sampled)
+
+
+def new_span_id() -> str:
+    """16 hex chars, never all zero (uniqueness, not secrecy: random is cheaper than os.urandom per message)."""
+    return f"{random.getrandbits(64) or 1:016x}"
+
+
+def start(trace_id: str) -> SpanContext:
+    """The first span of the envelope's trace (a hop that received no traceparent)."""
+    return SpanContext(trace_id, new_span_id())
+
+
+def parse(value: str | bytes | None) -> SpanContext | None:
+    """A traceparent header value -> SpanContext; None when absent or invalid (then start from the envelope)."""
+    if value is None:
+        return None
+    text = value.decode("ascii", "replace") if isinstance(value, bytes) else value
+    match = _TRACEPARENT.match(text.strip())
+    if match is None or match[1] == _INVALID_TRACE or match[2] == _INVALID_SPAN:
+        return None
+    return SpanContext(match[1], match[2], int(match[3], 16) & 1 == 1)
+
+
+def next_hop(trace_id: str, incoming: str | bytes | None) -> str:
+    """The traceparent to forward: a child of the incoming one when it belongs to this trace, else a fresh span.
+
+    A header of another trace (a bug upstream) never wins over the envelope: one message is one trace.
+    """
+    parent = parse(incoming)
+    if parent is None or parent.trace_id != trace_id:
+        return start(trace_id).header()
+    return parent.child().header()
