@@ -83,6 +83,7 @@ class TrainerSettings(BaseSettings):
     train: TrainKnobs = TrainKnobs()
     gate: GateSettings = GateSettings()
     rollout: RolloutSettings = RolloutSettings()
+    log_level: str = "INFO"
     # Periodic mode: a round every `interval_s`, or as soon as `every_records` new records arrived.
     interval_s: float = Field(default=3600.0, gt=0.0)
     every_records: int = Field(default=0, ge=0)
