@@ -17,7 +17,10 @@ pytest.importorskip("peft")
 from ebrain.inference.llama import LlamaCppEngine
 from ebrain.models.tiny import write_tiny_llama
 from schemas import InferenceRequest
+from trainers.adapters.hf import load_gguf
 from trainers.adapters.registry import Registry
+from trainers.adapters.train import TrainConfig, TrainingDivergedError, dpo
+from trainers.core.pairs import DpoPair
 from trainers.round import NotEnoughDataError, RoundResult, run_round
 from trainers.settings import GateSettings, TrainerSettings, TrainKnobs
 
@@ -117,3 +120,11 @@ def test_too_few_records_is_refused(tmp_path: Path) -> None:
     base = write_tiny_llama(tmp_path / "tiny.gguf")
     with pytest.raises(NotEnoughDataError, match="need 8"):
         run_round(_settings(tmp_path, base, lr=1e-2, steps=1), _rows(3), data_manifest_id=None)
+
+
+def test_dpo_drifting_from_its_reference_aborts_with_the_reason(tmp_path: Path) -> None:
+    base = load_gguf(write_tiny_llama(tmp_path / "tiny.gguf"), threads=1)
+    prefs = [DpoPair(f"r{i}", f"What is {i}?", f"It is {i}.", "no idea", "teacher") for i in range(8)]
+    with pytest.raises(TrainingDivergedError, match=r"KL .* exceeds 50.0") as err:
+        dpo(base, prefs, TrainConfig(max_steps=8, learning_rate=1e-2, batch_size=4, max_length=64))
+    assert err.value.divergence.step < 7  # stopped early, not at the end
