@@ -30,6 +30,7 @@ from schemas import InvalidMessage, Reason
 from schemas.topics import parse_mqtt
 
 log = logging.getLogger(__name__)
+FLUSH_AT = 256
 
 
 @dataclass
@@ -92,19 +93,33 @@ class Uplink:
             replier.cancel()
 
     async def _read(self, window: asyncio.Queue[_InFlight | None]) -> None:
+        # Prepared items are handed to Kafka in batches: whenever the MQTT client has nothing more queued (so a
+        # lone message goes out at once), every FLUSH_AT items, and before the window could overflow.
+        pending: list[_InFlight] = []
         async for message in self._mqtt.messages():
             self.stats.received += 1
-            metrics.BYTES.labels(direction="uplink").inc(len(message.payload))
-            item = self._prepare(message)
-            if item.record is not None:
-                await self._kafka_ok.wait()
-                try:
-                    item.future = await kafka_io.send(self._producer, item.record)
-                except (KafkaError, OSError) as exc:
-                    item.send_error = exc  # the acker retries it, in order
-            await window.put(item)
-            metrics.UPLINK_INFLIGHT.set(window.qsize())
+            metrics.UPLINK_BYTES.inc(len(message.payload))
+            pending.append(self._prepare(message))
+            if (len(pending) >= FLUSH_AT or self._mqtt.queued_incoming == 0
+                    or window.qsize() + len(pending) >= self._settings.max_inflight):
+                await self._flush(pending, window)
+                pending = []
+        await self._flush(pending, window)
         await window.put(None)
+
+    async def _flush(self, pending: list[_InFlight], window: asyncio.Queue[_InFlight | None]) -> None:
+        to_kafka = [item for item in pending if item.record is not None]
+        if to_kafka:
+            await self._kafka_ok.wait()
+            sent = await kafka_io.send_many(self._producer, [item.record for item in to_kafka if item.record])
+            for item, result in zip(to_kafka, sent, strict=True):
+                if isinstance(result, BaseException):
+                    item.send_error = result  # the acker retries it, in order
+                else:
+                    item.future = result
+        for item in pending:
+            await window.put(item)
+        metrics.UPLINK_INFLIGHT.set(window.qsize())
 
     def _prepare(self, message: MqttMessage) -> _InFlight:
         started = time.perf_counter()
@@ -156,9 +171,10 @@ class Uplink:
                 await self._settle(item)
                 metrics.KAFKA_PRODUCE_SECONDS.observe(time.perf_counter() - item.started)
             self._mqtt.ack(item.message)
-            metrics.UPLINK_MESSAGES.labels(kind=item.kind, outcome=item.outcome).inc()
-            metrics.UPLINK_INFLIGHT.set(window.qsize())
+            metrics.uplink_messages(item.kind, item.outcome).inc()
             self.stats.acked += 1
+            if self.stats.acked % 64 == 0 or window.empty():
+                metrics.UPLINK_INFLIGHT.set(window.qsize())
             if item.outcome == "produced":
                 self.stats.produced += 1
             elif item.outcome == "deadlettered":
@@ -196,9 +212,13 @@ class Uplink:
             if item.future is None:
                 raise item.send_error or RuntimeError("record was never sent")
             await item.future
-        except kafka_io.NOT_RETRYABLE as exc:
-            self._too_big(item, exc)
-            await self._recover(item)
+        except kafka_io.NOT_RETRYABLE:
+            # Kafka refused the record's whole batch: try it alone, and dead-letter it only if refused alone.
+            try:
+                await self._recover(item)
+            except kafka_io.NOT_RETRYABLE as exc:
+                self._too_big(item, exc)
+                await self._recover(item)
         except (KafkaError, OSError) as exc:
             metrics.KAFKA_ERRORS.labels(op="produce", error=type(exc).__name__).inc()
             log.warning("kafka produce failed, retrying in order", extra={"error": repr(exc)})

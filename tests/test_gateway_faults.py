@@ -228,12 +228,19 @@ class AckAudit:
         self.futures: dict[str, list[asyncio.Future[Any]]] = {}
         self.mqtt_acked: list[str] = []
         self.mqtt_acked_early: list[str] = []
-        original_send, original_ack = kafka_io.send, MqttClient.ack
+        original_send, original_send_many, original_ack = kafka_io.send, kafka_io.send_many, MqttClient.ack
 
         async def send(producer: Any, record: Any) -> asyncio.Future[Any]:
             fut = await original_send(producer, record)
             self.futures.setdefault(json.loads(record.value)["id"], []).append(fut)
             return fut
+
+        async def send_many(producer: Any, records: Any) -> list[Any]:
+            results = await original_send_many(producer, records)
+            for record, result in zip(records, results, strict=True):
+                if isinstance(result, asyncio.Future):
+                    self.futures.setdefault(json.loads(record.value)["id"], []).append(result)
+            return results
 
         def ack(client: MqttClient, message: MqttMessage) -> None:
             ident = json.loads(message.payload)["id"]
@@ -243,6 +250,7 @@ class AckAudit:
             original_ack(client, message)
 
         monkeypatch.setattr(kafka_io, "send", send)
+        monkeypatch.setattr(kafka_io, "send_many", send_many)
         monkeypatch.setattr(MqttClient, "ack", ack)
 
     @property
