@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -21,6 +22,21 @@ def test_help_lists_run() -> None:
     result = CliRunner().invoke(app, ["--help"])
     assert result.exit_code == 0
     assert "run" in result.output
+
+
+def test_provision_writes_files_and_prints_no_secret(tmp_path: Path) -> None:
+    inventory = tmp_path / "devices.csv"
+    inventory.write_text("acme,dev-1\n")
+    out = tmp_path / "auth"
+    result = CliRunner().invoke(app, ["provision", str(inventory), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output.strip().splitlines()[-1])
+    assert (summary["devices"], summary["new_users"]) == (1, 2)
+    passwords = json.loads((out / "credentials.json").read_text())["users"].values()
+    assert not [p for p in passwords if p in result.output]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("acme\n")
+    assert CliRunner().invoke(app, ["provision", str(bad), "--out", str(out)]).exit_code == 2
 
 
 def test_kafka_bootstrap_env_overrides_nested_settings(monkeypatch: pytest.MonkeyPatch) -> None:

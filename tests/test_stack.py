@@ -82,6 +82,22 @@ def test_argv_and_config_builders(tmp_path: Path) -> None:
     assert f"persistence_location {tmp_path / 'm'}/" in conf
 
 
+def test_mosquitto_config_with_provisioned_auth(tmp_path: Path) -> None:
+    conf = core.mosquitto_config(Endpoint("127.0.0.1", 1883), tmp_path / "m", "alice", tmp_path / "auth").splitlines()
+    assert "allow_anonymous false" in conf
+    assert "allow_anonymous true" not in conf
+    assert f"password_file {tmp_path / 'auth' / 'mosquitto.passwd'}" in conf
+    assert f"acl_file {tmp_path / 'auth' / 'mosquitto.acl'}" in conf
+
+
+def test_up_mqtt_auth_option_reaches_the_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from ebrain.stack import cli  # noqa: PLC0415
+
+    assert cli._settings(None, tmp_path).mqtt_auth_dir == tmp_path
+    monkeypatch.setenv("EBRAIN_STACK_MQTT_AUTH_DIR", str(tmp_path / "env"))
+    assert StackSettings().mqtt_auth_dir == tmp_path / "env"
+
+
 def test_parsers() -> None:
     assert core.parse_redis_version("Redis server v=8.2.3 sha=b5d43ceb:0 malloc=jemalloc") == (8, 2, 3)
     assert core.parse_redis_version("garbage") is None
