@@ -113,7 +113,7 @@ def run_round(settings: TrainerSettings, rows: Sequence[Mapping[str, Any]], *, d
         sft_train, sft_held = sft_all, pairs.sft_examples(heldout, cfg)
     held_ids = {e.record_id for e in sft_held}
     dpo_train = [p for p in pairs.dpo_pairs(rows, cfg) if p.record_id not in held_ids]
-    regression = [str(r["prompt"]) for r in rows if r.get("kind") == "local" and r.get("prompt")][:16]
+    regression = [str(r["prompt"]) for r in rows if r.get("kind") == "local" and r.get("prompt")][:8]
     base = ensure_base(settings, registry)
     base_path = registry.model_path(base["version"])
     version = registry.next_version()
@@ -121,7 +121,7 @@ def run_round(settings: TrainerSettings, rows: Sequence[Mapping[str, Any]], *, d
         candidate_path = Path(tmp) / "model.gguf"
         training = train_candidate(settings, base_path, sft_train, dpo_train, candidate_path)
         training |= {"sft_train": len(sft_train), "heldout": len(sft_held), "dpo_pairs": len(dpo_train)}
-        ecfg = EvalConfig(max_tokens=settings.eval_max_tokens, threads=settings.threads,
+        ecfg = EvalConfig(max_tokens=settings.eval_max_tokens, threads=settings.eval_threads,
                           policy=PolicyConfig(min_confidence=settings.min_confidence))
         items = [EvalItem(e.prompt, e.answer) for e in sft_held]
         current = evaluate(base_path, items, regression, ecfg, similarity[1])
