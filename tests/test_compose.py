@@ -232,3 +232,8 @@ def test_dockerfile_target_installs_in_a_fresh_venv(target: str, tmp_path: Path)
                          timeout=60, cwd=tmp_path)
     assert "edge" in out.stdout
     assert "gateway" in out.stdout
+    if target == "edge":
+        # The image's `ln -s "$(ebrain models pull smollm2 --cache-dir /opt/models)"` needs stdout = the path only.
+        pulled = subprocess.run([str(venv / "bin" / "ebrain"), "models", "pull", "smollm2", "--cache-dir",
+                                 str(tmp_path / "models")], capture_output=True, text=True, timeout=300, check=True)
+        assert Path(pulled.stdout.strip()).stat().st_size > 50e6
