@@ -61,9 +61,14 @@ RUN pip install ".[data]"
 USER ebrain
 CMD ["--metrics-port", "9100", "--", "data", "ingest"]
 
-# --- trainer: CPU torch (the GPU build comes from the CUDA index: --build-arg TORCH_INDEX=...) ---------------
+# --- trainer: LoRA rounds on the curated dataset, evaluated on llama.cpp (portable wheel), `ebrain train periodic` --
+# CPU torch by default; for a GPU trainer build with --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu128.
 FROM base AS trainer
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
-RUN pip install --extra-index-url "${TORCH_INDEX}" ".[train,data]"
+COPY --from=llama-wheel /wheels /wheels
+RUN pip install --extra-index-url "${TORCH_INDEX}" /wheels/*.whl ".[train]" && rm -rf /wheels \
+    && ebrain models pull smollm2 --cache-dir /opt/models
+ENV EBRAIN_MODELS_DIR=/opt/models EBRAIN_DATA_DIR=/data EBRAIN_REGISTRY_DIR=/registry \
+    EBRAIN_TOOLS_DIR=/var/lib/ebrain/tools
 USER ebrain
-CMD ["--", "--help"]
+CMD ["--metrics-port", "9100", "--", "train", "periodic"]
