@@ -8,6 +8,7 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 
@@ -150,3 +151,16 @@ def test_entrypoint_serves_metrics_on_the_given_address_and_turns_the_commands_o
         assert b"python_info" in response.read()
     assert entry.probe(port) == 0
     assert entry.probe(_free_port()) == 1
+
+
+def test_entrypoint_runs_the_ebrain_command() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "ebrain.observability.entry", "--metrics-port", str(_free_port()), "--metrics-addr",
+         "127.0.0.1", "--", "gateway", "--help"],
+        capture_output=True, text=True, timeout=120, check=False, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert "provision" in proc.stdout
+    nothing = subprocess.run([sys.executable, "-m", "ebrain.observability.entry"], capture_output=True, text=True,
+                             timeout=60, check=False, cwd=ROOT)
+    assert nothing.returncode != 0
+    assert "nothing to run" in nothing.stderr
