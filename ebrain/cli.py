@@ -31,6 +31,7 @@ def _register() -> None:
     _register_optional(
         "cloud.ingest.cli", "data", "Training data: PII-filtered ingestion, curation with Ray, synthetic data."
     )
+    _register_optional("trainers.cli", "train", "Fine-tuning: LoRA SFT/DPO, evaluation gate, export, rollout.")
     app.command(name="demo", help="Run the whole system on the embedded default and print a summary.")(demo)
 
 
