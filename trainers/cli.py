@@ -105,7 +105,7 @@ def registry(registry_dir: RegistryDir = None) -> None:
 
 @app.command("flywheel")
 def flywheel(registry_dir: RegistryDir = None, model: Model = None,
-             teacher: Annotated[str, typer.Option(help="The cloud (teacher) model spec or path.")] = "gemma3-270m",
+             teacher: Annotated[str, typer.Option(help="The cloud (teacher) model spec or path.")] = "smollm2",
              ) -> None:
     """One turn of the flywheel on the built-in workload; prints escalation_rate_before/after, promoted."""
     from trainers.flywheel import FlywheelConfig, run_flywheel  # noqa: PLC0415

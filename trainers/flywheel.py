@@ -25,7 +25,8 @@ from edge.core.policy import PolicyConfig
 from trainers import workload
 from trainers.adapters.evaluate import EvalConfig, answer
 from trainers.adapters.registry import Registry
-from trainers.round import ensure_base, run_round
+from trainers.adapters.train import TrainingDivergedError
+from trainers.round import NotEnoughDataError, ensure_base, run_round
 from trainers.settings import TrainerSettings
 
 log = logging.getLogger(__name__)
@@ -37,11 +38,11 @@ Echo = Callable[[str], None]
 class FlywheelConfig:
     """What the flywheel runs on. `teacher` is a GGUF spec or path (the cloud model)."""
 
-    teacher: str = "gemma3-270m"
+    teacher: str = "smollm2"
     train_prompts: tuple[str, ...] = field(default_factory=lambda: tuple(workload.split()[0]))
     heldout_prompts: tuple[str, ...] = field(default_factory=lambda: tuple(workload.split()[1]))
     teacher_system: str = workload.TEACHER_SYSTEM
-    teacher_max_tokens: int = 96
+    teacher_max_tokens: int = 64
 
 
 def _rate(flags: Sequence[bool]) -> float:
@@ -103,7 +104,14 @@ def run_flywheel(settings: TrainerSettings, config: FlywheelConfig, *, echo: Ech
          f"({len(config.train_prompts)} prompts), escalations answered by the teacher {teacher.name}")
     records, traffic_rate = collect_records(base_path, teacher, config, ecfg, settings.eval_threads)
     echo(f"flywheel: {sum(r['kind'] == 'distill' for r in records)} teacher records; training round")
-    result = run_round(settings, records, data_manifest_id=None, registry=registry)
+    try:
+        result = run_round(settings, records, data_manifest_id=None, registry=registry)
+    except (NotEnoughDataError, TrainingDivergedError) as exc:  # the round is off; the fleet keeps its model
+        echo(f"flywheel: round aborted: {exc}")
+        rate = _rate(before.escalated)
+        return {"escalation_rate_before": rate, "escalation_rate_after": rate, "promoted": False,
+                "aborted": str(exc), "teacher_records": sum(r["kind"] == "distill" for r in records),
+                "model_version": base["version"], "flywheel_s": round(time.monotonic() - started, 1)}
     echo(f"flywheel: gate {'passed' if result.promoted else 'refused: ' + '; '.join(result.decision.reasons)}")
     verdict = "not_run"
     if result.promoted:
