@@ -133,7 +133,8 @@ async def test_update_order_over_the_mqtt_downlink_is_applied_and_reported(
     uid = uuid.uuid4().hex[:8]
     tenant, device = "t-ota", f"o{uid}"
     settings = EdgeSettings(tenant=tenant, device=device, state_dir=tmp_path, n_threads=1, n_ctx=512,
-                            mqtt=mqtt_settings.model_copy(update={"session_expiry_s": 0}), telemetry_interval_s=3600)
+                            mqtt=mqtt_settings.model_copy(update={"session_expiry_s": 0}), telemetry_interval_s=3600,
+                            connect_grace_s=60)  # subscribed (SUBACK) before the orders go out, even on a busy CI
     engine = SwappableEngine(await _load(models[0], "tiny", "1"))
     async with MqttClient(mqtt_settings, client_id=f"ctl-{uid}", clean_start=True) as control:
         await control.subscribe(mqtt_uplink(tenant, device, "telemetry"))
@@ -143,7 +144,7 @@ async def test_update_order_over_the_mqtt_downlink_is_applied_and_reported(
             for order in (bad, good):
                 await control.publish(mqtt_downlink(tenant, device, "model_update"), encode(order))
             reports = []
-            async with asyncio.timeout(30):
+            async with asyncio.timeout(90):
                 async for message in control.messages():
                     telemetry = decode(message.payload).data
                     assert isinstance(telemetry, Telemetry)
