@@ -151,7 +151,7 @@ async def test_link_down_spools_then_drains_in_order_when_it_returns(
     link = MqttLink(via_proxy, client_id=f"edge-{uid}")
     forward = StoreAndForward(link, Spool(tmp_path / "spool.db"), publish_timeout_s=1.0)
     async with collector(mqtt_settings, tenant, device) as seen, engine, link, forward:
-        await link.wait_connected(10)
+        await link.wait_connected(30)
         agent = EdgeAgent(tenant=tenant, device=device, engine=engine, mqtt=link, uplink=forward, policy=POLICY,
                           reply_timeout_s=0.05, telemetry_interval_s=3600)
         async with agent:
