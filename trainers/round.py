@@ -61,11 +61,11 @@ def ensure_base(settings: TrainerSettings, registry: Registry) -> dict[str, Any]
     return registry.register(path, parent=None, status="base", extra={"source": settings.model})
 
 
-def _knobs(settings: TrainerSettings, steps: int) -> Any:
+def _knobs(settings: TrainerSettings, steps: int, learning_rate: float) -> Any:
     from trainers.adapters.train import TrainConfig  # noqa: PLC0415
 
     k = settings.train
-    return TrainConfig(max_steps=steps, learning_rate=k.learning_rate, batch_size=k.batch_size, lora_r=k.lora_r,
+    return TrainConfig(max_steps=steps, learning_rate=learning_rate, batch_size=k.batch_size, lora_r=k.lora_r,
                        lora_alpha=k.lora_alpha, max_length=k.max_length, dpo_beta=k.dpo_beta, seed=k.seed)
 
 
@@ -75,10 +75,11 @@ def train_candidate(settings: TrainerSettings, base_gguf: Path, sft_train: Seque
     from trainers.adapters import export, hf, train  # noqa: PLC0415
 
     model = hf.load_gguf(base_gguf, threads=settings.threads)
-    model, sft_stats = train.sft(model, sft_train, _knobs(settings, settings.train.max_steps))
+    k = settings.train
+    model, sft_stats = train.sft(model, sft_train, _knobs(settings, k.max_steps, k.learning_rate))
     summary: dict[str, Any] = {f"sft_{k}": v for k, v in sft_stats.summary().items() if k != "kind"}
     if settings.train.dpo and dpo_train:
-        model, dpo_stats = train.dpo(model, dpo_train, _knobs(settings, settings.train.dpo_steps))
+        model, dpo_stats = train.dpo(model, dpo_train, _knobs(settings, k.dpo_steps, k.dpo_learning_rate))
         summary |= {f"dpo_{k}": v for k, v in dpo_stats.summary().items() if k != "kind"}
     with tempfile.TemporaryDirectory(prefix="ebrain-export-") as tmp:
         hf_dir = hf.save_dir(model, Path(tmp) / "hf")

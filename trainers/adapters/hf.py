@@ -31,6 +31,9 @@ def quiet_transformers() -> None:
     logs: Any = transformers.utils.logging  # untyped module functions
     logs.set_verbosity_error()
     logs.disable_progress_bar()
+    import datasets  # noqa: PLC0415
+
+    datasets.disable_progress_bars()  # trl's tokenizing passes
 
 
 def load_gguf(path: Path, *, threads: int | None = None) -> HfModel:
