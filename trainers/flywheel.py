@@ -42,7 +42,7 @@ class FlywheelConfig:
     train_prompts: tuple[str, ...] = field(default_factory=lambda: tuple(workload.split()[0]))
     heldout_prompts: tuple[str, ...] = field(default_factory=lambda: tuple(workload.split()[1]))
     teacher_system: str = workload.TEACHER_SYSTEM
-    teacher_max_tokens: int = 64
+    teacher_max_tokens: int = 40  # under the edge budget (48): taught answers end before the edge truncates
 
 
 def _rate(flags: Sequence[bool]) -> float:
