@@ -108,8 +108,9 @@ def flywheel(registry_dir: RegistryDir = None, model: Model = None,
              teacher: Annotated[str, typer.Option(help="The cloud (teacher) model spec or path.")] = "smollm2",
              ) -> None:
     """One turn of the flywheel on the built-in workload; prints escalation_rate_before/after, promoted."""
-    from trainers.flywheel import FlywheelConfig, run_flywheel  # noqa: PLC0415
+    from trainers.flywheel import FlywheelConfig, demo_settings, run_flywheel  # noqa: PLC0415
 
-    settings = _settings(registry_dir=registry_dir, model=model)
+    base = _settings(registry_dir=registry_dir, model=model)
+    settings = demo_settings(Path(".ebrain"), base.model, registry_dir=base.registry_dir, kafka=base.kafka)
     summary = run_flywheel(settings, FlywheelConfig(teacher=teacher), echo=lambda s: typer.echo(s, err=True))
     typer.echo(json.dumps(summary))

@@ -27,7 +27,7 @@ from trainers.adapters.evaluate import EvalConfig, answer
 from trainers.adapters.registry import Registry
 from trainers.adapters.train import TrainingDivergedError
 from trainers.round import NotEnoughDataError, ensure_base, run_round
-from trainers.settings import TrainerSettings
+from trainers.settings import TrainerSettings, TrainKnobs
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,15 @@ class FlywheelConfig:
     heldout_prompts: tuple[str, ...] = field(default_factory=lambda: tuple(workload.split()[1]))
     teacher_system: str = workload.TEACHER_SYSTEM
     teacher_max_tokens: int = 40  # under the edge budget (48): taught answers end before the edge truncates
+
+
+def demo_settings(state_dir: Path, model: str, **overrides: Any) -> TrainerSettings:
+    """Settings of the measured flywheel run (README): a registry, tools and models under `state_dir`,
+    40 LoRA SFT steps at 5e-4, 5 DPO steps, the edge's 48-token budget."""
+    base: dict[str, Any] = {"model": model, "registry_dir": state_dir / "registry", "tools_dir": state_dir / "tools",
+            "models_dir": state_dir / "models", "eval_max_tokens": 48,
+            "train": TrainKnobs(max_steps=40, learning_rate=5e-4, dpo_steps=5, max_length=256)}
+    return TrainerSettings().model_copy(update=base | overrides)
 
 
 def _rate(flags: Sequence[bool]) -> float:
