@@ -20,6 +20,10 @@ def demo(
         Path(os.environ.get("EBRAIN_STATE_DIR", ".ebrain")), help="State directory (env EBRAIN_STATE_DIR)."
     ),
     keep_stack: bool = typer.Option(False, help="Leave the services that the demo started running."),
+    flywheel: bool = typer.Option(
+        False, "--flywheel",
+        help="Then one training round on the escalations, the gate, promotion, and the held-out workload again.",
+    ),
 ) -> None:
     """Run gateway, cloud worker and N simulated devices over real brokers; `lost` must be 0."""
     from ebrain import stack  # noqa: PLC0415
@@ -43,6 +47,11 @@ def demo(
     config = DemoConfig(devices=devices, requests=requests, model=model, state_dir=state_dir)
     try:
         summary = asyncio.run(run_demo(config, echo, env))
+        if flywheel:
+            from trainers.flywheel import FlywheelConfig, demo_settings, run_flywheel  # noqa: PLC0415
+
+            summary |= run_flywheel(demo_settings(config.state_dir, config.model), FlywheelConfig(teacher=config.model),
+                                    echo=echo)
     finally:
         if started_here and not keep_stack:
             stack.down(state_dir)
