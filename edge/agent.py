@@ -196,7 +196,8 @@ class EdgeAgent:
                     return await self._reject(request, trace_id, start, "spool_full")
                 self.counters["escalated"] += 1
                 log.info("escalated", extra=self._ids(request, trace_id, msg_id=envelope.id, reason=decision.reason))
-                result = await asyncio.wait_for(future, self._reply_timeout_s)
+                async with asyncio.timeout(self._reply_timeout_s):  # not wait_for: see edge.forward._publish
+                    result = await future
             except TimeoutError:
                 result = self._status(request, "failed", f"cloud_reply_timeout:{self._reply_timeout_s}s")
             finally:

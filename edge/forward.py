@@ -90,7 +90,7 @@ class StoreAndForward(Lifecycle):
         raw = encode(envelope)
         if self._link.connected and not len(self._spool):
             try:
-                await asyncio.wait_for(self._link.publish(topic, raw, 1), self._publish_timeout_s)
+                await self._publish(topic, raw)
             except MqttPublishError as exc:
                 self._refused(envelope.id, exc)
                 return
@@ -130,7 +130,7 @@ class StoreAndForward(Lifecycle):
         """Publish in order, deleting each after its PUBACK; False at the first failure (retried later)."""
         for entry in entries:
             try:
-                await asyncio.wait_for(self._link.publish(entry.topic, entry.payload, 1), self._publish_timeout_s)
+                await self._publish(entry.topic, entry.payload)
             except MqttPublishError as exc:
                 self._refused(entry.msg_id, exc)  # retrying cannot help, and would block everything behind it
             except (MqttError, TimeoutError) as exc:
@@ -141,6 +141,12 @@ class StoreAndForward(Lifecycle):
                 self.counters["drained"] += 1
             await self._call(self._spool.remove, entry.seq)
         return True
+
+    async def _publish(self, topic: str, payload: bytes) -> None:
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation that arrives as the
+        # PUBACK does (cpython gh-86296), and the owner's stop() then waits forever for a task that never ends.
+        async with asyncio.timeout(self._publish_timeout_s):
+            await self._link.publish(topic, payload, 1)
 
     def _refused(self, msg_id: str, exc: Exception) -> None:
         """The broker answered with a failure reason code (e.g. not authorised): counted, logged, not retried."""
