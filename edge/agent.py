@@ -283,6 +283,7 @@ class EdgeAgent:
             request_id=request.request_id,
             route="local",
             text=completion.text,
+            prompt=request.prompt,  # so the local answer can become a training record (ingest needs the prompt)
             model_id=completion.model_id,
             model_version=completion.model_version,
             prompt_tokens=completion.prompt_tokens,

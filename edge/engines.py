@@ -7,10 +7,12 @@ running on the old engine to finish before closing it, so nothing in flight is c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
 from ebrain.inference import Completion, Engine
+from edge import metrics
 from schemas import InferenceRequest
 
 
@@ -19,6 +21,7 @@ class SwappableEngine:
 
     def __init__(self, engine: Engine) -> None:
         self._current = engine
+        _publish_model(None, engine)
         self._inflight: dict[int, int] = {}
         self._idle = asyncio.Condition()
         self.tokens = 0  # completion tokens generated, all engines together (telemetry reads the rate)
@@ -64,6 +67,7 @@ class SwappableEngine:
     async def swap(self, engine: Engine) -> Engine:
         """Make `engine` current, wait until the old one is idle, close it, and return it (closed)."""
         old, self._current = self._current, engine
+        _publish_model(old, engine)
         key = id(old)
         async with self._idle:
             await self._idle.wait_for(lambda: self._inflight.get(key, 0) == 0)
@@ -73,3 +77,11 @@ class SwappableEngine:
 
     async def aclose(self) -> None:
         await self._current.aclose()
+
+
+def _publish_model(old: Engine | None, new: Engine) -> None:
+    """Keep `ebrain_edge_model_info` naming exactly the model that serves new requests."""
+    if old is not None:
+        with contextlib.suppress(KeyError):
+            metrics.MODEL.remove(old.model_id, old.model_version)
+    metrics.MODEL.labels(new.model_id, new.model_version).set(1)

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 
 from ebrain.config import MqttSettings
 from ebrain.inference.llama import LlamaCppEngine
@@ -16,6 +17,7 @@ from ebrain.models.tiny import write_tiny_llama
 from ebrain.mqtt import MqttClient
 from edge.agent import EdgeAgent
 from edge.core.policy import PolicyConfig
+from edge.engines import SwappableEngine
 from edge.uplink import MqttUplink
 from schemas import Escalation, InferenceRequest, InferenceResult, Telemetry, decode, encode, make
 from schemas.topics import mqtt_downlink, mqtt_uplink
@@ -83,6 +85,7 @@ async def test_local_answer_is_published_and_escalation_gets_the_cloud_reply(
             assert local.result.completion_tokens > 0
             published = await _next_of(seen, InferenceResult)
             assert published.data.request_id == "q1"  # type: ignore[attr-defined]
+            assert published.data.prompt == "hello"  # type: ignore[attr-defined]  # ingest needs it
 
             cloud_answer = await agent.handle(
                 InferenceRequest(request_id="q2", prompt="hard one", tags=("cloud",), max_tokens=8))
@@ -143,3 +146,14 @@ async def test_streamed_pieces_make_the_answer_and_a_full_queue_gets_a_published
         cloud.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await cloud
+
+
+async def test_model_info_names_the_serving_model(tiny_model: Path) -> None:
+    first = await LlamaCppEngine.load(tiny_model, model_id="tiny", model_version="m1", n_threads=1)
+    second = await LlamaCppEngine.load(tiny_model, model_id="tiny", model_version="m2", n_threads=1)
+    engine = SwappableEngine(first)
+    assert REGISTRY.get_sample_value("ebrain_edge_model_info", {"model_id": "tiny", "model_version": "m1"}) == 1
+    await engine.swap(second)
+    assert REGISTRY.get_sample_value("ebrain_edge_model_info", {"model_id": "tiny", "model_version": "m2"}) == 1
+    assert REGISTRY.get_sample_value("ebrain_edge_model_info", {"model_id": "tiny", "model_version": "m1"}) is None
+    await engine.aclose()
