@@ -70,6 +70,13 @@ def tansu(tmp_path: Path) -> Iterator[Tansu]:
     private.stop(broker.proc)
 
 
+@pytest.fixture
+def bulk_kafka(tansu: Tansu) -> KafkaSettings:
+    """Streams of thousands get their own Kafka: left in the session broker, every later test whose consumer group
+    starts from the earliest offset would have to wade through them (and a cloud worker would answer them all)."""
+    return tansu.settings
+
+
 def _messages(tenant: str, devices: int, n: int) -> list[tuple[str, str, bytes]]:
     """(envelope id, topic, bytes) for n requests spread over `devices` devices."""
     out = []
@@ -185,8 +192,9 @@ def _start_gateway_process(env: dict[str, str]) -> subprocess.Popen[str]:
 
 
 async def test_sigkill_mid_stream_then_restart_loses_nothing(
-    mosquitto: MqttSettings, kafka_settings: KafkaSettings
+    mosquitto: MqttSettings, bulk_kafka: KafkaSettings
 ) -> None:
+    kafka_settings = bulk_kafka
     n, tenant, uid = 10_000, f"k{_uid()}", _uid()
     env = {"EBRAIN_MQTT__PORT": str(mosquitto.port), "EBRAIN_KAFKA_BOOTSTRAP": kafka_settings.bootstrap,
            "EBRAIN_CLIENT_ID": f"gw-kill-{uid}", "EBRAIN_SHARE_GROUP": f"kill{uid}",
@@ -332,8 +340,9 @@ async def test_kafka_restarted_empty_loses_only_what_kafka_itself_had_acked(
 
 
 async def test_two_replicas_split_the_load_and_together_lose_nothing(
-    mosquitto: MqttSettings, kafka_settings: KafkaSettings
+    mosquitto: MqttSettings, bulk_kafka: KafkaSettings
 ) -> None:
+    kafka_settings = bulk_kafka
     n = 4000
     messages = _messages(f"s{_uid()}", 8, n)
     sent = {m[0] for m in messages}
