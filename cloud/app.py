@@ -18,7 +18,6 @@ from cloud.worker import (
     RETRY_TOPIC,
     TOPICS,
     UPLINK_TOPICS,
-    AssignmentWatch,
     BrokerSink,
     UplinkHandler,
     build_broker,
@@ -26,6 +25,7 @@ from cloud.worker import (
 )
 from ebrain.inference.ports import Engine
 from ebrain.kafka import ensure_topics
+from ebrain.kafka_ready import AssignmentWatch
 from ebrain.lifecycle import Lifecycle
 
 log = logging.getLogger(__name__)

@@ -11,10 +11,9 @@ import asyncio
 import logging
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from aiokafka import TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
@@ -195,21 +194,6 @@ def _key_parts(key: bytes | None) -> tuple[str | None, str | None]:
     return tenant, device
 
 
-class AssignmentWatch(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Sets `ready` once every watched topic has had partitions assigned to this process."""
-
-    def __init__(self, topics: Iterable[str], ready: asyncio.Event) -> None:
-        self._waiting = set(topics)
-        self._ready = ready
-
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        """Nothing to flush: offsets are committed per message after its reply."""
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        """Tick off the topics that got partitions."""
-        self._waiting -= {tp.topic for tp in assigned}
-        if not self._waiting:
-            self._ready.set()
 
 
 def security(settings: KafkaSettings) -> BaseSecurity | None:

@@ -10,12 +10,12 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from cloud.ingest.ingestor import Message
 from ebrain.config import KafkaSettings
 from ebrain.kafka import client_options, producer_options
+from ebrain.kafka_ready import AssignmentWatch
 from schemas import Envelope, encode
 from schemas.topics import KAFKA_DEADLETTER
 
@@ -24,18 +24,6 @@ log = logging.getLogger(__name__)
 BatchHandler = Callable[[list[Message]], Awaitable[list[Envelope[Any]]]]
 
 
-class _Ready(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, topics: Sequence[str], ready: asyncio.Event) -> None:
-        self._waiting = set(topics)
-        self._ready = ready
-
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        """Nothing buffered across batches: offsets are committed per batch."""
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        self._waiting -= {tp.topic for tp in assigned}
-        if not self._waiting:
-            self._ready.set()
 
 
 class BatchConsumer:
@@ -61,7 +49,7 @@ class BatchConsumer:
         """Connect the producer and join the group."""
         await self._producer.start()
         try:
-            self._consumer.subscribe(self._topics, listener=_Ready(self._topics, self.ready))
+            self._consumer.subscribe(self._topics, listener=AssignmentWatch(self._topics, self.ready))
             await self._consumer.start()
         except BaseException:
             await self._producer.stop()
