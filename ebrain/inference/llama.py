@@ -406,6 +406,16 @@ def _has_amx(llama_cpp: Any) -> bool:
 
 
 @contextlib.contextmanager
+def amx_safe_loading() -> Iterator[None]:
+    """For code that builds `llama_cpp.Llama` itself (llama-cpp-python's server): weight repacking is off while
+    inside, on AMX builds only, exactly as `load_llama` does."""
+    import llama_cpp  # noqa: PLC0415
+
+    with _model_params(llama_cpp, use_extra_bufts=not _has_amx(llama_cpp)):
+        yield
+
+
+@contextlib.contextmanager
 def _model_params(llama_cpp: Any, *, use_extra_bufts: bool) -> Iterator[None]:
     """Let `Llama()` load with `use_extra_bufts` set: 0.3.36 builds its model params without exposing it."""
     if use_extra_bufts:  # llama.cpp's default
