@@ -19,7 +19,7 @@ CONTENT_TYPE = "application/json"
 class Envelope(BaseModel, Generic[P]):
     """One message. `id` is the idempotency key on every hop; `trace_id` is one trace end to end."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     specversion: Literal["1.0"] = "1.0"
     id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]

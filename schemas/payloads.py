@@ -19,7 +19,7 @@ Status = Literal["ok", "deferred", "failed", "rejected"]
 class Payload(BaseModel):
     """Base for every payload: frozen, and unknown fields are an error rather than silently dropped."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     TYPE: ClassVar[str]
     KIND: ClassVar[str]

@@ -247,3 +247,59 @@ def test_oversize_input_can_always_be_dead_lettered() -> None:
     assert env.data.raw_size == len(raw)
     assert "first" in env.data.detail
     assert len(encode(env)) < 256 * 1024
+
+
+def _slow_decode(raw: bytes) -> Any:
+    """The step-by-step path decode() falls back to: the reference its one-pass fast path must agree with."""
+    from schemas.codec import parse_json  # noqa: PLC0415
+
+    return from_dict(parse_json(raw), raw=raw)
+
+
+def _outcome(fn: Any, raw: bytes) -> Any:
+    try:
+        return fn(raw)
+    except InvalidMessage as exc:
+        return exc.reason
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda o: o.update(schema_version=99),
+        lambda o: o.update(schema_version="2"),
+        lambda o: o.update(type="ebrain.inference.result"),
+        lambda o: o.update(tenant="Acme/../x"),
+        lambda o: o.update(extra_field=1),
+        lambda o: o["data"].update(max_tokens="many"),
+        lambda o: o["data"].update(temperature=True),
+        lambda o: o["data"].update(type="ebrain.telemetry"),
+        lambda o: o.update(time="2026-01-01T00:00:00"),
+        lambda o: o.update(data=[1]),
+    ],
+)
+def test_fast_path_refuses_what_the_slow_path_refuses(mutate: Any) -> None:
+    obj = _good()
+    mutate(obj)
+    raw = json.dumps(obj, separators=(",", ":")).encode()  # compact, like encode(): the fast path's shape
+    assert _outcome(decode, raw) == _outcome(_slow_decode, raw)
+    assert isinstance(_outcome(decode, raw), Reason)
+
+
+@pytest.mark.parametrize("number", [b"NaN", b"Infinity", b"-Infinity", b"1e999"])
+def test_non_finite_numbers_are_refused_on_every_path(number: bytes) -> None:
+    env = make(InferenceResult(request_id="r", route="local", model_id="m", model_version="1", latency_ms=1.0,
+                               scores={"a": 0.5}), tenant="acme", device="d1")
+    raw = encode(env).replace(b'"a":0.5', b'"a":' + number)
+    with pytest.raises(InvalidMessage):
+        decode(raw)
+
+
+@settings(max_examples=300)
+@given(payload=payloads, cut=st.integers(0, 2000), junk=st.binary(max_size=8))
+def test_fast_and_slow_paths_agree_on_damaged_bytes(payload: Any, cut: int, junk: bytes) -> None:
+    raw = encode(make(payload, tenant="acme", device="d1"))
+    cut %= len(raw) + 1
+    for candidate in (raw, raw[:cut] + junk + raw[cut + len(junk):], raw[:cut]):
+        fast, slow = _outcome(decode, candidate), _outcome(_slow_decode, candidate)
+        assert fast == slow, candidate
