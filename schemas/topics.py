@@ -10,6 +10,7 @@ Cloud retries: ebrain.retry (the original request envelope; headers ebrain_not_b
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from schemas.errors import InvalidMessage, Reason
@@ -79,6 +80,7 @@ def all_kafka_topics() -> list[str]:
     return [*up, *down, KAFKA_DEADLETTER]
 
 
+@functools.lru_cache(maxsize=16_384)  # a fleet's topics repeat on every message; bounded, addresses are frozen
 def parse_mqtt(topic: str) -> TopicAddress:
     """Parse an uplink or downlink MQTT topic; InvalidMessage(BAD_TOPIC) for anything else."""
     parts = topic.split("/")
