@@ -85,6 +85,33 @@ async def test_unacked_message_is_redelivered_and_acked_one_is_not(mqtt_settings
         pass
 
 
+async def test_acks_batched_in_one_loop_iteration_all_reach_the_broker(mqtt_settings: MqttSettings) -> None:
+    """Acks made in one event-loop iteration leave as one buffer: every one must count, none may be extra."""
+    settings = mqtt_settings.model_copy(update={"session_expiry_s": 60})
+    topic, client_id = f"test/{_uid()}/batch-ack", f"sub-{_uid()}"
+    async with MqttClient(settings, client_id=client_id, clean_start=True, manual_ack=True) as sub:
+        await sub.subscribe(topic)
+        async with MqttClient(settings, client_id=f"pub-{_uid()}", clean_start=True) as pub:
+            await asyncio.gather(*(pub.publish(topic, str(i).encode()) for i in range(300)))
+        got = [await _next(sub) for _ in range(300)]
+        for m in got[:200]:  # no await in between: one batch
+            sub.ack(m)
+        await asyncio.sleep(0)  # let the batch go before stop() (stop flushes too; this is the normal path)
+    assert sorted(int(m.payload) for m in got) == list(range(300))
+
+    # The 200 acked ones are gone from the session; exactly the 100 others come back, in order.
+    async with MqttClient(settings, client_id=client_id, manual_ack=True) as sub:
+        again = [await _next(sub) for _ in range(100)]
+        for m in again:
+            sub.ack(m)
+        assert await _nothing_within(sub, 0.5)
+    assert [m.payload for m in again] == [m.payload for m in got[200:]]
+    async with MqttClient(
+        mqtt_settings.model_copy(update={"session_expiry_s": 0}), client_id=client_id, clean_start=True
+    ):
+        pass
+
+
 async def test_receive_maximum_bounds_unacked_messages(mqtt_settings: MqttSettings) -> None:
     settings = mqtt_settings.model_copy(update={"session_expiry_s": 0})
     topic = f"test/{_uid()}/backpressure"
