@@ -87,8 +87,9 @@ class EdgeAgent:
         self._started = time.monotonic()
         self._cpu, self._rate = CpuMeter(), RateMeter()
         self._tokens, self._busy_s = 0, 0.0
+        # latency_ms_sum: local inference time of every draft, so a rollout can compare mean latency per request.
         self.counters: dict[str, float] = {"local": 0, "escalated": 0, "replies": 0, "failed": 0, "rejected": 0,
-                                           "late_replies": 0}
+                                           "late_replies": 0, "latency_ms_sum": 0.0}
 
     async def __aenter__(self) -> Self:
         if not self._tasks:
@@ -154,6 +155,7 @@ class EdgeAgent:
         completion: Completion = await (complete(request, on_piece=on_piece) if on_piece else complete(request))
         self._tokens += completion.completion_tokens
         self._busy_s += completion.latency_ms / 1000
+        self.counters["latency_ms_sum"] += completion.latency_ms
         return completion
 
     async def _send(self, envelope: Envelope[Any]) -> bool:
@@ -230,6 +232,10 @@ class EdgeAgent:
                                                         **self._who()})
                 return
             self.counters["replies"] += 1
+            log.info("cloud reply", extra={"msg_id": envelope.id, "request_id": envelope.data.request_id,
+                                           "trace_id": envelope.trace_id, "status": envelope.data.status,
+                                           "traceparent": dict(message.user_properties).get("traceparent"),
+                                           **self._who()})
             future.set_result(envelope.data)
         elif isinstance(envelope.data, ModelUpdate) and self._ota is not None:
             log.info("model update order", extra={"msg_id": envelope.id, "version": envelope.data.version,

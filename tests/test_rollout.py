@@ -1,8 +1,8 @@
 """Canary rollout on the real Kafka protocol (Tansu): ModelUpdate orders out, synthetic device telemetry in.
 
 A small simulated fleet consumes `ebrain.down.model_update`, switches version, and reports cumulative counters
-whose escalation rate depends on the version it runs. A regressing canary is rolled back; a good one is
-promoted to every device.
+whose escalation rate and latency depend on the version it runs. A regressing canary (more escalations, or
+slower) is rolled back; a good one is promoted to every device.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from schemas.envelope import make
 from trainers.adapters.kafka import MODEL_UPDATE_TOPIC, TELEMETRY_TOPIC, TelemetryWindow, UpdatePublisher
 from trainers.adapters.registry import Registry
 from trainers.core.rollout import RolloutConfig
-from trainers.rollout import canary_rollout
+from trainers.rollout import RolloutResult, canary_rollout
 
 pytestmark = pytest.mark.integration
 
@@ -36,11 +36,14 @@ pytestmark = pytest.mark.integration
 class Fleet:
     """Devices that obey ModelUpdate orders and report telemetry every tick."""
 
-    def __init__(self, kafka: KafkaSettings, tenant: str, n: int, rates: dict[str, float], since: datetime) -> None:
+    def __init__(self, kafka: KafkaSettings, tenant: str, n: int, rates: dict[str, float], since: datetime,
+                 latency_ms: dict[str, float] | None = None) -> None:
         self.kafka, self.tenant, self.rates, self.since = kafka, tenant, rates, since
+        self.latency_ms = latency_ms or {}
         self.version = {f"d{i}": "v0" for i in range(n)}
         self.orders: list[tuple[str, str, bool]] = []
-        self.counters = {d: {"local": 0.0, "escalated": 0.0, "failed": 0.0} for d in self.version}
+        self.counters = {d: {"local": 0.0, "escalated": 0.0, "failed": 0.0, "latency_ms_sum": 0.0}
+                         for d in self.version}
 
     async def _orders(self) -> None:
         consumer = AIOKafkaConsumer(MODEL_UPDATE_TOPIC, group_id=None, auto_offset_reset="earliest",
@@ -65,6 +68,7 @@ class Fleet:
                     escalated = round(10 * self.rates[version])
                     c["local"] += 10 - escalated
                     c["escalated"] += escalated
+                    c["latency_ms_sum"] += 10 * self.latency_ms.get(version, 0.0)
                     tel = Telemetry(model_id="edge", model_version=version, uptime_s=1.0, counters=dict(c))
                     env = make(tel, tenant=self.tenant, device=device)
                     await producer.send(TELEMETRY_TOPIC, encode(env), key=env.key.encode())
@@ -100,11 +104,12 @@ def _registry(tmp: Path) -> Registry:
     return registry
 
 
-async def _rollout(kafka: KafkaSettings, tmp: Path, tenant: str, rates: dict[str, float]) -> tuple:
+async def _rollout(kafka: KafkaSettings, tmp: Path, tenant: str, rates: dict[str, float],
+                   latency_ms: dict[str, float] | None = None) -> tuple[Registry, Fleet, RolloutResult]:
     await ensure_topics(kafka, [MODEL_UPDATE_TOPIC, TELEMETRY_TOPIC])
     registry = _registry(tmp)
     since = datetime.now(UTC)
-    fleet = Fleet(kafka, tenant, 8, rates, since)
+    fleet = Fleet(kafka, tenant, 8, rates, since, latency_ms)
     config = RolloutConfig(canary_fraction=0.25, min_requests=30)
     async with fleet.running(), UpdatePublisher(kafka) as pub, TelemetryWindow(kafka, since=since) as window:
         result = await canary_rollout(registry, "v1", [(tenant, d) for d in fleet.version], publisher=pub,
@@ -139,3 +144,17 @@ async def test_a_good_canary_is_promoted_to_all(kafka_settings: KafkaSettings, t
     assert sum(1 for _, v, canary in fleet.orders if v == "v1" and canary) == 2
     assert registry.load()["current"] == "v1"
     assert registry.entry("v1")["status"] == "promoted"
+
+
+async def test_a_slower_canary_is_rolled_back_on_latency(kafka_settings: KafkaSettings, tmp_path: Path) -> None:
+    registry, fleet, result = await _rollout(kafka_settings, tmp_path, "slow", {"v0": 0.2, "v1": 0.2},
+                                             {"v0": 100.0, "v1": 400.0})
+    assert result.verdict == "rollback"
+    assert "latency 400 ms vs 100 ms" in result.reason
+    assert "escalation" not in result.reason
+    summary = result.summary()
+    assert summary["canary"]["latency_ms"] == pytest.approx(400.0)
+    assert summary["control"]["latency_ms"] == pytest.approx(100.0)
+    assert summary["canary_devices"] == result.canary
+    assert registry.entry("v1")["status"] == "rolled_back"
+    assert all(v == "v0" for v in fleet.version.values())

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 from schemas import ModelUpdate
+from trainers import metrics
 from trainers.adapters.registry import Registry
 from trainers.core.rollout import (
     RolloutConfig,
@@ -54,7 +55,7 @@ class RolloutResult:
         numbers = ({"canary": asdict(self.decision.canary), "control": asdict(self.decision.control)}
                    if self.decision else {})
         return {"version": self.version, "parent": self.parent, "verdict": self.verdict, "reason": self.reason,
-                "canary": self.canary, **numbers}
+                "canary_devices": self.canary, **numbers}
 
 
 def update_for(registry: Registry, version: str, *, canary: bool, base_url: str | None) -> ModelUpdate:
@@ -101,6 +102,7 @@ async def canary_rollout(registry: Registry, version: str, fleet: Sequence[Devic
     verdict = decision.verdict if decision else "wait"
     reason = decision.reason if decision else "no telemetry"
     numbers = RolloutResult(version, parent, verdict, reason, canary, decision).summary()
+    label = metrics.rollout_label(verdict)
     if verdict == "promote":
         rest = [names[n] for n in sorted(names) if n not in canary]
         await publisher.publish(update_for(registry, version, canary=False, base_url=base_url), rest)
@@ -111,5 +113,6 @@ async def canary_rollout(registry: Registry, version: str, fleet: Sequence[Devic
                                 [names[c] for c in canary])
         registry.set_status(version, "rolled_back", decision={**numbers, "reason": reason})
         verdict = "rollback"
-    log.info("rollout done", extra={"version": version, "verdict": verdict, "reason": reason})
+    metrics.ROLLOUTS.labels(label).inc()
+    log.info("rollout done", extra={"version": version, "verdict": verdict, "reason": reason, "outcome": label})
     return RolloutResult(version, parent, verdict, reason, canary, decision)
