@@ -13,7 +13,6 @@ from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 from schemas import ModelUpdate
-from trainers import metrics
 from trainers.adapters.registry import Registry
 from trainers.core.rollout import (
     RolloutConfig,
@@ -102,7 +101,6 @@ async def canary_rollout(registry: Registry, version: str, fleet: Sequence[Devic
     verdict = decision.verdict if decision else "wait"
     reason = decision.reason if decision else "no telemetry"
     numbers = RolloutResult(version, parent, verdict, reason, canary, decision).summary()
-    label = metrics.rollout_label(verdict)
     if verdict == "promote":
         rest = [names[n] for n in sorted(names) if n not in canary]
         await publisher.publish(update_for(registry, version, canary=False, base_url=base_url), rest)
@@ -113,6 +111,5 @@ async def canary_rollout(registry: Registry, version: str, fleet: Sequence[Devic
                                 [names[c] for c in canary])
         registry.set_status(version, "rolled_back", decision={**numbers, "reason": reason})
         verdict = "rollback"
-    metrics.ROLLOUTS.labels(label).inc()
-    log.info("rollout done", extra={"version": version, "verdict": verdict, "reason": reason, "outcome": label})
+    log.info("rollout done", extra={"version": version, "verdict": verdict, "reason": reason})
     return RolloutResult(version, parent, verdict, reason, canary, decision)
