@@ -1,4 +1,4 @@
-"""Pure-core tests of the trainers: pairs, split, gate margins, canary verdict, divergence."""
+"""Pure-core tests of the trainers: pairs, split, gate margins, canary verdict, divergence, concise targets."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trainers.core import divergence, gate, pairs, rollout
+from trainers.core import concise, divergence, gate, pairs, rollout
 
 
 def _row(i: int, **kw: object) -> dict[str, object]:
@@ -164,3 +164,36 @@ def test_a_decreasing_loss_is_not_divergence() -> None:
     assert divergence.check([3.0, 2.5, 2.0, 1.8, 1.7, 1.6, 1.65], [0.1, 0.2], DIV) is None
     # DPO losses near zero jitter by large ratios without diverging.
     assert divergence.check([0.69, 1e-3, 1e-6, 1e-8, 1e-7, 1e-5, 1e-4], [], DIV) is None
+
+
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+def test_concise_targets_keep_leading_whole_sentences_within_the_budget() -> None:
+    text = "Check the oil every 500 hours. Replace the filters once a year! Log every inspection in"
+    assert concise.concise(text, _words, 6) == "Check the oil every 500 hours."
+    assert concise.concise(text, _words, 12) == "Check the oil every 500 hours. Replace the filters once a year!"
+    # The unfinished tail (the teacher was cut off) is never taught, whatever the budget.
+    assert concise.concise(text, _words, 1000) == "Check the oil every 500 hours. Replace the filters once a year!"
+    assert concise.concise(text, _words, 5) is None  # the first sentence alone is over the budget
+    assert concise.concise("no sentence end at all", _words, 100) is None
+
+
+def test_list_markers_and_abbreviated_numbers_are_not_sentence_ends() -> None:
+    assert concise.sentences("1. Wear gloves. 2. Wear goggles.") == ["1. Wear gloves.", "2. Wear goggles."]
+    assert concise.sentences("Use gloves (nitrile). Wear a 3.5 mm visor.") == ["Use gloves (nitrile).",
+                                                                               "Wear a 3.5 mm visor."]
+
+
+@given(st.lists(st.sampled_from(["Stop the motor.", "Lock it out!", "Why?", "1.", "drain", "the tank", " ", "\n"]),
+                max_size=12), st.integers(0, 12))
+def test_a_concise_target_is_a_prefix_within_budget_ending_a_sentence(parts: list[str], budget: int) -> None:
+    text = " ".join(parts)
+    target = concise.concise(text, _words, budget)
+    if target is None:
+        return
+    assert text.strip().startswith(target)
+    assert _words(target) <= budget
+    assert target[-1] in ".!?"
+    assert not target.endswith(("1.", " 1."))  # a lone list marker is not a sentence
