@@ -27,6 +27,7 @@ from cloud.idempotency import ReplyStore
 from cloud.responder import Responder
 from cloud.settings import CloudSettings
 from ebrain.config import KafkaSettings
+from ebrain.observability import trace
 from schemas import Envelope, Escalation, InferenceRequest, InvalidMessage, dead_letter, decode, encode
 from schemas.topics import KAFKA_DEADLETTER, KAFKA_RETRY, kafka_downlink, kafka_uplink
 
@@ -99,8 +100,10 @@ class UplinkHandler:
             return
         kind = type(envelope.data).KIND
         attempt = _int((headers or {}).get(ATTEMPT))
+        # This worker's span: a child of the record's traceparent; every record it sends for this message carries it.
+        span, span_fields = trace.hop(envelope.trace_id, (headers or {}).get(trace.HEADER))
         ctx = {"msg_id": envelope.id, "tenant": envelope.tenant, "device": envelope.device,
-               "trace_id": envelope.trace_id, "kind": kind, "attempt": attempt}
+               "trace_id": envelope.trace_id, "kind": kind, "attempt": attempt, **span_fields}
         claim = envelope.id if attempt == 0 else f"{envelope.id}#{attempt}"
         if not self._dedup.claim(claim):
             metrics.DUPLICATES.inc()
@@ -108,20 +111,20 @@ class UplinkHandler:
             log.info("duplicate skipped", extra=ctx)
             return
         try:
-            await self._answer(envelope, attempt, (headers or {}).get(NOT_BEFORE), ctx)
+            await self._answer(envelope, attempt, (headers or {}).get(NOT_BEFORE), ctx, {trace.HEADER: span})
         except BaseException:
             # Not answered: let the redelivery through the dedup set.
             self._dedup.release(claim)
             raise
 
     async def _answer(self, envelope: Envelope[Any], attempt: int, not_before: str | None,
-                      ctx: dict[str, Any]) -> None:
+                      ctx: dict[str, Any], span: dict[str, str]) -> None:
         if self._store is not None:
             stored = await self._store.get(envelope.id)
             if stored is not None:
                 # Answered before (by us before a restart, or by another replica): the same reply again,
                 # same reply id, so downstream dedups it; inference does not run twice.
-                await self._sink.send(RESULT_TOPIC, stored)
+                await self._sink.send(RESULT_TOPIC, stored, headers=span)
                 metrics.REPLAYS.inc()
                 metrics.REQUESTS.labels(ctx["kind"], "replayed").inc()
                 log.info("replayed stored reply", extra={**ctx, "reply_id": stored.id})
@@ -132,28 +135,29 @@ class UplinkHandler:
         reply = await self._responder.respond(envelope, attempt=attempt)
         if reply.data.status == "deferred":
             if attempt + 1 <= self._max_attempts:
-                await self._defer(envelope, reply, attempt, ctx)
+                await self._defer(envelope, reply, attempt, ctx, span)
                 return
             reply = failed(envelope, f"gave up after {attempt} retries: {reply.data.reason}",
                            model_id=reply.data.model_id, model_version=reply.data.model_version,
                            latency_ms=reply.data.latency_ms)
         if self._store is not None:
             reply = await self._store.put(envelope.id, reply)
-        await self._sink.send(RESULT_TOPIC, reply)
+        await self._sink.send(RESULT_TOPIC, reply, headers=span)
         metrics.REQUESTS.labels(ctx["kind"], reply.data.status).inc()
         log.info("answered", extra={**ctx, "reply_id": reply.id, "status": reply.data.status,
                                     "route": reply.data.route, "reason": reply.data.reason,
                                     "latency_ms": round(reply.data.latency_ms, 1)})
 
     async def _defer(self, envelope: Envelope[Any], reply: Envelope[Any], attempt: int,
-                     ctx: dict[str, Any]) -> None:
+                     ctx: dict[str, Any], span: dict[str, str]) -> None:
         """Retry topic first (durable), then tell the device once; a crash between them re-defers."""
         delay_ms = reply.data.scores.get("retry_after_ms", 1000.0)
         not_before = int(self._clock() * 1000 + delay_ms)
-        await self._sink.send(RETRY_TOPIC, envelope, headers={NOT_BEFORE: str(not_before), ATTEMPT: str(attempt + 1)})
+        await self._sink.send(RETRY_TOPIC, envelope,
+                              headers={NOT_BEFORE: str(not_before), ATTEMPT: str(attempt + 1), **span})
         metrics.RETRY_TOPIC.labels("deferred").inc()
         if attempt == 0:
-            await self._sink.send(RESULT_TOPIC, reply)
+            await self._sink.send(RESULT_TOPIC, reply, headers=span)
         metrics.REQUESTS.labels(ctx["kind"], "deferred").inc()
         log.info("deferred", extra={**ctx, "reason": reply.data.reason, "not_before_ms": not_before})
 
@@ -249,6 +253,7 @@ def subscribe(
             max_workers=settings.consumers_per_topic,
             listener=listener,
             no_reply=True,
+            decoder=raw_body,
         )
         subscriber(_on_message(handler))
     # The retry topic has its own group and consumer: a retry held until its not-before time must not
@@ -262,8 +267,20 @@ def subscribe(
         ack_policy=AckPolicy.NACK_ON_ERROR,
         listener=listener,
         no_reply=True,
+        decoder=raw_body,
     )
     retries(_on_message(handler))
+
+
+def raw_body(message: Any) -> bytes:
+    """FastStream decoder that leaves the body as bytes: the handler decodes (and dead-letters) it itself.
+
+    The default decoder json-parses every body first; one nested past the recursion limit raised RecursionError
+    there, before the handler, and NACK_ON_ERROR redelivered it forever: a poison pill that stalled its
+    partition (found by tests/test_fuzz_workers.py).
+    """
+    body: bytes = message.body
+    return body
 
 
 def _on_message(handler: UplinkHandler) -> Callable[[Any], Awaitable[None]]:

@@ -232,6 +232,10 @@ class EdgeAgent:
                                                         **self._who()})
                 return
             self.counters["replies"] += 1
+            log.info("cloud reply", extra={"msg_id": envelope.id, "request_id": envelope.data.request_id,
+                                           "trace_id": envelope.trace_id, "status": envelope.data.status,
+                                           "traceparent": dict(message.user_properties).get("traceparent"),
+                                           **self._who()})
             future.set_result(envelope.data)
         elif isinstance(envelope.data, ModelUpdate) and self._ota is not None:
             log.info("model update order", extra={"msg_id": envelope.id, "version": envelope.data.version,

@@ -16,11 +16,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
 
 from ebrain.lifecycle import Lifecycle
 from ebrain.mqtt import MqttError, MqttPublishError
+from ebrain.observability import trace
 from edge.spool import BULK, CRITICAL, Spool
 from schemas import Envelope, Telemetry, encode
 from schemas.topics import mqtt_uplink
@@ -40,7 +42,15 @@ class Link(Protocol):
 
     async def wait_connected(self, timeout: float | None = None) -> None: ...  # noqa: ASYNC109
 
-    async def publish(self, topic: str, payload: bytes, qos: int = 1) -> None: ...
+    async def publish(
+        self, topic: str, payload: bytes, qos: int = 1, *, user_properties: Sequence[tuple[str, str]] = ()
+    ) -> None: ...
+
+
+def _properties_of(payload: bytes) -> tuple[tuple[str, str], ...]:
+    """A spooled message's traceparent: a new first span of the trace its bytes name (the spool keeps no headers)."""
+    trace_id = trace.trace_id_in(payload)
+    return trace.properties(trace_id) if trace_id else ()
 
 
 def priority_of(envelope: Envelope[Any]) -> int:
@@ -90,7 +100,7 @@ class StoreAndForward(Lifecycle):
         raw = encode(envelope)
         if self._link.connected and not len(self._spool):
             try:
-                await self._publish(topic, raw)
+                await self._publish(topic, raw, trace.properties(envelope.trace_id))
             except MqttPublishError as exc:
                 self._refused(envelope.id, exc)
                 return
@@ -130,7 +140,7 @@ class StoreAndForward(Lifecycle):
         """Publish in order, deleting each after its PUBACK; False at the first failure (retried later)."""
         for entry in entries:
             try:
-                await self._publish(entry.topic, entry.payload)
+                await self._publish(entry.topic, entry.payload, _properties_of(entry.payload))
             except MqttPublishError as exc:
                 self._refused(entry.msg_id, exc)  # retrying cannot help, and would block everything behind it
             except (MqttError, TimeoutError) as exc:
@@ -142,11 +152,11 @@ class StoreAndForward(Lifecycle):
             await self._call(self._spool.remove, entry.seq)
         return True
 
-    async def _publish(self, topic: str, payload: bytes) -> None:
+    async def _publish(self, topic: str, payload: bytes, properties: Sequence[tuple[str, str]]) -> None:
         # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation that arrives as the
         # PUBACK does (cpython gh-86296), and the owner's stop() then waits forever for a task that never ends.
         async with asyncio.timeout(self._publish_timeout_s):
-            await self._link.publish(topic, payload, 1)
+            await self._link.publish(topic, payload, 1, user_properties=properties)
 
     def _refused(self, msg_id: str, exc: Exception) -> None:
         """The broker answered with a failure reason code (e.g. not authorised): counted, logged, not retried."""

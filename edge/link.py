@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from ebrain.config import MqttSettings
 from ebrain.lifecycle import Lifecycle
@@ -77,11 +77,13 @@ class MqttLink(Lifecycle):
             with contextlib.suppress(MqttNotConnectedError):  # the client renews it on reconnect
                 await self._client.subscribe(topic_filter, qos)
 
-    async def publish(self, topic: str, payload: bytes, qos: int = 1) -> None:
+    async def publish(
+        self, topic: str, payload: bytes, qos: int = 1, *, user_properties: Sequence[tuple[str, str]] = ()
+    ) -> None:
         """Publish and wait for the PUBACK; MqttNotConnectedError while the broker was never reached."""
         if self._client is None:
             raise MqttNotConnectedError("broker not reached yet")
-        await self._client.publish(topic, payload, qos)
+        await self._client.publish(topic, payload, qos, user_properties=user_properties)
 
     async def messages(self) -> AsyncIterator[MqttMessage]:
         """Incoming messages once connected; ends when the link stops."""

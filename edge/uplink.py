@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from ebrain.mqtt import MqttClient
+from ebrain.observability import trace
 from schemas import Envelope, encode
 from schemas.topics import mqtt_uplink
 
@@ -19,11 +20,14 @@ class Uplink(Protocol):
 
 
 class MqttUplink:
-    """Publishes to `ebrain/{tenant}/{device}/{kind}` with QoS 1 and waits for the broker's PUBACK."""
+    """Publishes to `ebrain/{tenant}/{device}/{kind}` with QoS 1 and waits for the broker's PUBACK.
+
+    Each publish carries a W3C `traceparent` user property: the first span of the envelope's trace.
+    """
 
     def __init__(self, client: MqttClient) -> None:
         self._client = client
 
     async def send(self, envelope: Envelope[Any]) -> None:
         topic = mqtt_uplink(envelope.tenant, envelope.device, envelope.data.KIND)
-        await self._client.publish(topic, encode(envelope), qos=1)
+        await self._client.publish(topic, encode(envelope), qos=1, user_properties=trace.properties(envelope.trace_id))

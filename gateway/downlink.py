@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from ebrain.mqtt import MqttClient, MqttError
+from ebrain.observability import trace
 from gateway import kafka_io, metrics
 from gateway.core import Backoff, MqttOut, dead_letter_record, downlink_message
 from gateway.settings import GatewaySettings
@@ -82,7 +83,8 @@ class Downlink:
 
     async def _convert(self, record: Any) -> MqttOut | None:
         try:
-            return downlink_message(record.topic, record.value, max_bytes=self._settings.max_message_bytes)
+            return downlink_message(record.topic, record.value, max_bytes=self._settings.max_message_bytes,
+                                    traceparent_in=trace.from_headers(record.headers))
         except InvalidMessage as exc:
             await self._dead_letter(record, exc)
             return None
@@ -108,7 +110,8 @@ class Downlink:
     async def _publish_in_order(self, outs: list[MqttOut]) -> None:
         # Tasks start in creation order, so paho queues the publishes in offset order; PUBACKs are
         # awaited together so one slow ack does not serialise the whole batch.
-        tasks = [asyncio.ensure_future(self._mqtt.publish(o.topic, o.payload, qos=1)) for o in outs]
+        tasks = [asyncio.ensure_future(self._mqtt.publish(o.topic, o.payload, qos=1, user_properties=o.user_properties))
+                 for o in outs]
         results = await asyncio.gather(*tasks, return_exceptions=True)
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors:
@@ -117,15 +120,10 @@ class Downlink:
             env = out.envelope
             metrics.DOWNLINK_MESSAGES.labels(kind=env.data.KIND, outcome="published").inc()
             metrics.BYTES.labels(direction="downlink").inc(len(out.payload))
-            log.debug(
-                "downlink published",
-                extra={
-                    "msg_id": env.id,
-                    "tenant": env.tenant,
-                    "device": env.device,
-                    "trace_id": env.trace_id,
-                },
-            )
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("downlink published", extra={
+                    "msg_id": env.id, "tenant": env.tenant, "device": env.device, "trace_id": env.trace_id,
+                    **trace.log_fields(out.traceparent or "", out.traceparent_in)})
         self.stats.published += len(outs)
 
     async def _commit(self, tp: TopicPartition, offset: int) -> None:

@@ -147,7 +147,9 @@ class Uplink:
                 extra={"msg_id": envelope.id, "tenant": envelope.tenant, "device": envelope.device,
                        "trace_id": envelope.trace_id, "kind": envelope.data.KIND},
             )
-        return _InFlight(message, uplink_record(envelope, raw=message.payload), kind, "produced", started)
+        record = uplink_record(envelope, raw=message.payload,
+                               traceparent_in=dict(message.user_properties).get("traceparent"))
+        return _InFlight(message, record, kind, "produced", started)
 
     def _dead(self, message: MqttMessage, error: InvalidMessage, started: float) -> _InFlight:
         record = dead_letter_record(message.topic, message.payload, error)

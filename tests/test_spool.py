@@ -114,7 +114,7 @@ class _Link:
     async def wait_connected(self, timeout: float | None = None) -> None:  # noqa: ASYNC109
         return None
 
-    async def publish(self, topic: str, payload: bytes, qos: int = 1) -> None:
+    async def publish(self, topic: str, payload: bytes, qos: int = 1, *, user_properties: Any = ()) -> None:
         what = self.behaviour.pop(0) if self.behaviour else "ok"
         if what == "hang":
             await asyncio.sleep(30)

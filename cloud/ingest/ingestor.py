@@ -78,6 +78,10 @@ class Ingestor:
                 continue
             outcome = self._route(message.topic, envelope, now, records, evicted)
             metrics.MESSAGES.labels(message.topic, outcome).inc()
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("ingested", extra={"msg_id": envelope.id, "tenant": envelope.tenant,
+                                             "device": envelope.device, "trace_id": envelope.trace_id,
+                                             "topic": message.topic, "outcome": outcome})
         for eviction in evicted:
             metrics.JOIN_EVICTIONS.labels(eviction.side, eviction.reason).inc()
             self._dropped[f"unjoined_{eviction.side}"] += 1

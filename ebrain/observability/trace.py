@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 HEADER = "traceparent"
+# The envelope's trace id in compact JSON (what schemas.encode writes): lets a hop that holds only the encoded bytes
+# (the edge spool) start a span of the right trace without decoding the whole envelope.
+_TRACE_ID_IN_JSON = re.compile(rb'"trace_id":"([0-9a-f]{32})"')
 _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 _INVALID_TRACE = "0" * 32
 _INVALID_SPAN = "0" * 16
@@ -65,3 +69,42 @@ def next_hop(trace_id: str, incoming: str | bytes | None) -> str:
     if parent is None or parent.trace_id != trace_id:
         return start(trace_id).header()
     return parent.child().header()
+
+
+def hop(trace_id: str, incoming: str | bytes | None) -> tuple[str, dict[str, str]]:
+    """`next_hop` plus the fields a hop logs: trace_id, span_id (this hop's) and parent_span_id (when known)."""
+    header = next_hop(trace_id, incoming)
+    return header, log_fields(header, incoming)
+
+
+def log_fields(header: str, incoming: str | bytes | None = None) -> dict[str, str]:
+    """Log fields for the span in `header`, with the parent span taken from `incoming` when it is one of its trace."""
+    ctx = parse(header)
+    if ctx is None:
+        return {}
+    fields = {"trace_id": ctx.trace_id, "span_id": ctx.span_id}
+    parent = parse(incoming)
+    if parent is not None and parent.trace_id == ctx.trace_id:
+        fields["parent_span_id"] = parent.span_id
+    return fields
+
+
+def from_properties(properties: Iterable[tuple[str, str]]) -> str | None:
+    """The traceparent among MQTT v5 user properties (the first one), or None."""
+    return next((value for key, value in properties if key == HEADER), None)
+
+
+def from_headers(headers: Iterable[tuple[str, bytes | None]] | None) -> bytes | None:
+    """The traceparent among Kafka record headers (the first one), or None."""
+    return next((value for key, value in headers or () if key == HEADER), None)
+
+
+def trace_id_in(raw: bytes) -> str | None:
+    """The envelope's trace id from its compact JSON bytes, or None when not found (then send no traceparent)."""
+    match = _TRACE_ID_IN_JSON.search(raw)
+    return match[1].decode() if match else None
+
+
+def properties(trace_id: str) -> tuple[tuple[str, str], ...]:
+    """MQTT user properties for a message that starts its trace's first span (the edge publishing it)."""
+    return ((HEADER, start(trace_id).header()),)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import random
 from collections.abc import Collection
 from typing import Any
 
+from ebrain.observability import trace
 from gateway.core.records import KafkaRecord
 from schemas import Envelope, InvalidMessage, Reason, dead_letter, decode, encode
 from schemas.topics import KAFKA_DEADLETTER, UPLINK_KINDS, TopicAddress, kafka_uplink, parse_mqtt
@@ -45,16 +45,10 @@ def validate_uplink(
 
 def traceparent(trace_id: str, span_id: str | None = None) -> str:
     """W3C traceparent for a new span of `trace_id` (sampled)."""
-    span = span_id or _span_id()
-    return f"00-{trace_id}-{span}-01"
+    return trace.SpanContext(trace_id, span_id or trace.new_span_id()).header()
 
 
-def _span_id() -> str:
-    # Span ids need uniqueness, not secrecy: os.urandom cost ~30 us per message on the hot path.
-    return f"{random.getrandbits(64) or 1:016x}"
-
-
-def _headers(envelope: Envelope[Any], span_id: str | None) -> tuple[tuple[str, bytes], ...]:
+def _headers(envelope: Envelope[Any], traceparent_out: str) -> tuple[tuple[str, bytes], ...]:
     return (
         ("ce_specversion", envelope.specversion.encode()),
         ("ce_id", envelope.id.encode()),
@@ -63,7 +57,7 @@ def _headers(envelope: Envelope[Any], span_id: str | None) -> tuple[tuple[str, b
         ("content-type", envelope.datacontenttype.encode()),
         ("tenant", envelope.tenant.encode()),
         ("device", envelope.device.encode()),
-        ("traceparent", traceparent(envelope.trace_id, span_id).encode()),
+        (trace.HEADER, traceparent_out.encode()),
     )
 
 
@@ -73,18 +67,30 @@ def _is_current(raw: bytes, envelope: Envelope[Any]) -> bool:
     return b'"schema_version":%d' % envelope.data.VERSION in raw
 
 
-def uplink_record(envelope: Envelope[Any], *, span_id: str | None = None, raw: bytes | None = None) -> KafkaRecord:
+def uplink_record(
+    envelope: Envelope[Any],
+    *,
+    span_id: str | None = None,
+    raw: bytes | None = None,
+    traceparent_in: str | bytes | None = None,
+) -> KafkaRecord:
     """The Kafka record for a valid envelope: topic `ebrain.<kind>`, key `tenant/device`, current version.
 
     `raw`, the validated bytes the envelope came from, is forwarded as is when it already is the current
     schema version (saves a serialisation per message); otherwise the envelope is re-encoded (upcast).
+    The `traceparent` header is the gateway's span: a child of `traceparent_in` (the device's MQTT user
+    property) when that belongs to the envelope's trace, else a fresh span of it; `span_id` pins the span id.
     """
     value = raw if raw is not None and _is_current(raw, envelope) else encode(envelope, max_bytes=2**31)
+    if span_id is not None:
+        out = traceparent(envelope.trace_id, span_id)
+    else:
+        out = trace.next_hop(envelope.trace_id, traceparent_in)
     return KafkaRecord(
         topic=kafka_uplink(envelope.data.KIND),
         key=envelope.key.encode(),
         value=value,
-        headers=_headers(envelope, span_id),
+        headers=_headers(envelope, out),
     )
 
 
@@ -116,5 +122,5 @@ def dead_letter_record(
         topic=KAFKA_DEADLETTER,
         key=envelope.key.encode(),
         value=encode(envelope, max_bytes=2**31),
-        headers=(*_headers(envelope, None), ("reason", error.reason.value.encode())),
+        headers=(*_headers(envelope, traceparent(envelope.trace_id)), ("reason", error.reason.value.encode())),
     )
