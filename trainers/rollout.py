@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 from schemas import ModelUpdate
+from trainers import metrics
 from trainers.adapters.registry import Registry
 from trainers.core.rollout import (
     RolloutConfig,
@@ -101,6 +102,7 @@ async def canary_rollout(registry: Registry, version: str, fleet: Sequence[Devic
     verdict = decision.verdict if decision else "wait"
     reason = decision.reason if decision else "no telemetry"
     numbers = RolloutResult(version, parent, verdict, reason, canary, decision).summary()
+    label = metrics.rollout_label(verdict)
     if verdict == "promote":
         rest = [names[n] for n in sorted(names) if n not in canary]
         await publisher.publish(update_for(registry, version, canary=False, base_url=base_url), rest)
@@ -111,5 +113,6 @@ async def canary_rollout(registry: Registry, version: str, fleet: Sequence[Devic
                                 [names[c] for c in canary])
         registry.set_status(version, "rolled_back", decision={**numbers, "reason": reason})
         verdict = "rollback"
-    log.info("rollout done", extra={"version": version, "verdict": verdict, "reason": reason})
+    metrics.ROLLOUTS.labels(label).inc()
+    log.info("rollout done", extra={"version": version, "verdict": verdict, "reason": reason, "outcome": label})
     return RolloutResult(version, parent, verdict, reason, canary, decision)

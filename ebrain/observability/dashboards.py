@@ -137,6 +137,8 @@ TRAINING = (
                                                  "{{model_id}} v{{model_version}}"),)),
     Panel("OTA rollout outcomes", (_q("sum by (outcome) (increase(ebrain_edge_model_updates_total[1h]))",
                                       "{{outcome}}"),)),
+    Panel("Canary rollouts by verdict (alert: ModelRolloutRolledBack)",
+          (_q("sum by (verdict) (increase(ebrain_trainer_rollouts_total[1d]))", "{{verdict}}"),)),
     Panel("Escalation rate (what distillation should bring down)",
           (_q('sum(rate(ebrain_edge_requests_total{route="cloud"}[1h])) / sum(rate(ebrain_edge_requests_total[1h]))',
               "escalated share"),), "percentunit"),
