@@ -75,12 +75,14 @@ class Answers:
     texts: list[str]
     confidences: list[float]
     escalated: list[bool]
+    reasons: list[str] = field(default_factory=list)  # the policy's reason per prompt ('local:...' when kept)
 
 
 async def _answers(engine: Any, prompts: Sequence[str], config: EvalConfig) -> Answers:
     texts: list[str] = []
     confidences: list[float] = []
     escalated: list[bool] = []
+    reasons: list[str] = []
     for i, prompt in enumerate(prompts):
         request = InferenceRequest(request_id=f"eval-{i}", prompt=prompt, max_tokens=config.max_tokens)
         done = await engine.complete(request)
@@ -89,7 +91,8 @@ async def _answers(engine: Any, prompts: Sequence[str], config: EvalConfig) -> A
         texts.append(done.text)
         confidences.append(decision.confidence or 0.0)
         escalated.append(decision.escalate)
-    return Answers(texts, confidences, escalated)
+        reasons.append(decision.reason)
+    return Answers(texts, confidences, escalated, reasons)
 
 
 def answer(model: Path, prompts: Sequence[str], config: EvalConfig) -> Answers:
@@ -101,6 +104,14 @@ def answer(model: Path, prompts: Sequence[str], config: EvalConfig) -> Answers:
             return await _answers(engine, prompts, config)
 
     return asyncio.run(run())
+
+
+def token_counter(model: Path) -> Callable[[str], int]:
+    """Counts tokens of a text as `model`'s tokenizer does (no BOS, no special tokens); loads the vocabulary only."""
+    from ebrain.inference.llama import load_llama  # noqa: PLC0415
+
+    llm: Any = load_llama(model, vocab_only=True)
+    return lambda text: len(llm.tokenize(text.encode(), add_bos=False, special=False))
 
 
 def perplexity(model: Path, items: Sequence[EvalItem], config: EvalConfig) -> float:
