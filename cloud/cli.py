@@ -56,7 +56,7 @@ def worker(
     except ValidationError as exc:
         raise typer.BadParameter(str(exc).splitlines()[-2].strip() if "\n" in str(exc) else str(exc)) from None
     logs.configure(settings.log_level, component="cloud")
-    serve(settings.metrics_port)
+    serve(settings.metrics_port, settings.metrics_addr)
     try:
         asyncio.run(_run(settings))
     except Exception:

@@ -112,4 +112,5 @@ class CloudSettings(BaseSettings):
     retry_cap_ms: int = Field(default=2_000, ge=1)
     dedup_size: int = Field(default=100_000, ge=1)
     metrics_port: int = Field(default=0, ge=0, le=65535)
+    metrics_addr: str = Field(default="127.0.0.1", min_length=1)  # 0.0.0.0 in a container
     log_level: str = "INFO"

@@ -73,7 +73,7 @@ def run(
     log.configure(log_level, component="edge")
     overrides: dict[str, Any] = {k: v for k, v in {"tenant": tenant, "device": device, "model": model}.items() if v}
     settings = EdgeSettings(**overrides)
-    serve(settings.metrics_port)
+    serve(settings.metrics_port, settings.metrics_addr)
     raise typer.Exit(asyncio.run(_run(settings, load(prompts), requests, offset, forever)))
 
 
@@ -101,7 +101,7 @@ def simulate(
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
-    serve(settings.metrics_port)
+    serve(settings.metrics_port, settings.metrics_addr)
 
     def emit(line: dict[str, Any]) -> None:
         print(json.dumps(line), flush=True)

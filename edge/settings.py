@@ -57,6 +57,7 @@ class EdgeSettings(BaseSettings):
     escalate_on_truncation: bool = True
     tenant_policies: dict[str, TenantPolicy] = Field(default_factory=dict)
     metrics_port: int = 0
+    metrics_addr: str = Field(default="127.0.0.1", min_length=1)  # 0.0.0.0 in a container
     # Store and forward (edge.spool): where, how many, how long.
     spool_path: Path | None = Field(default=None, description="Default: <state_dir>/spool/<tenant>-<device>.db")
     spool_max_entries: int = Field(default=10_000, ge=2)

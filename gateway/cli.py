@@ -79,7 +79,7 @@ async def _serve(settings: GatewaySettings) -> bool:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    serve(settings.metrics_port)
+    serve(settings.metrics_port, settings.metrics_addr)
     async with Gateway(settings) as gateway:
         stopped = asyncio.create_task(stop.wait())
         finished = asyncio.create_task(gateway.wait())

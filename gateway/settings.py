@@ -32,6 +32,7 @@ class GatewaySettings(BaseSettings):
     max_inflight: int = Field(default=1000, ge=1, le=65535)
     max_message_bytes: int = Field(default=MAX_MESSAGE_BYTES, ge=1024)
     metrics_port: int = Field(default=0, ge=0, le=65535)
+    metrics_addr: str = Field(default="127.0.0.1", min_length=1)  # 0.0.0.0 in a container
     # How long one Kafka request may take before the gateway backs off and retries it.
     kafka_request_timeout_ms: int = Field(default=30_000, ge=100)
     retry_max_s: float = Field(default=10.0, gt=0)

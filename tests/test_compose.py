@@ -36,8 +36,7 @@ SETTINGS: dict[str, type[BaseSettings]] = {
     "gateway-1": GatewaySettings, "gateway-2": GatewaySettings, "cloud-worker": CloudSettings,
     "ingest": IngestSettings, "edge": EdgeSettings, "trainer": TrainerSettings,
 }
-# Set by `python -m ebrain.observability.entry` from the provisioned credentials / its own metrics server.
-ENTRY_VARS = {"EBRAIN_METRICS_PORT": "0"}
+# Set by `python -m ebrain.observability.entry` from the provisioned credentials.
 LOGIN_VARS = {"EBRAIN_MQTT__USERNAME": "u", "EBRAIN_MQTT__PASSWORD": "p"}
 DEVICE_VARS = {"EBRAIN_TENANT": "demo", "EBRAIN_DEVICE": "edge-0"}
 GENERATED = {"./mqtt-auth"}  # written by the provision step (gitignored)
@@ -131,8 +130,6 @@ def test_every_ebrain_variable_is_a_setting_that_validates_and_is_documented(
     for name, cls in SETTINGS.items():
         command = services[name]["command"]
         env = _env(services[name])
-        if "metrics_port" in cls.model_fields:  # the trainer has none: the variable is ignored there
-            env |= ENTRY_VARS
         if "--gateway-credentials" in command or "--device-credentials" in command:
             env |= LOGIN_VARS
         if "--device-credentials" in command:
@@ -150,6 +147,18 @@ def test_every_ebrain_variable_is_a_setting_that_validates_and_is_documented(
     used |= set(re.findall(r"\$\{(\w+)", COMPOSE.read_text()))
     missing = sorted(k for k in used if f"`{k}`" not in readme)
     assert not missing, f"not documented in compose/README.md: {missing}"
+
+
+def test_every_ebrain_service_serves_metrics_where_its_health_check_and_prometheus_look() -> None:
+    """/metrics on 0.0.0.0 (the settings' default, 127.0.0.1, is unreachable from Prometheus' container)."""
+    services = _compose()["services"]
+    scraped = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())["scrape_configs"]
+    targets = json.dumps(scraped)
+    for name in SETTINGS:
+        env, probe = _env(services[name]), services[name]["healthcheck"]["test"]
+        assert env["EBRAIN_METRICS_ADDR"] == "0.0.0.0", name
+        assert probe[-2:] == ["probe", env["EBRAIN_METRICS_PORT"]], name
+        assert f"{name}:{env['EBRAIN_METRICS_PORT']}" in targets or f'"names": ["{name}"]' in targets, name
 
 
 def _ebrain_commands() -> list[list[str]]:

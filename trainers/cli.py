@@ -64,9 +64,11 @@ def periodic(data_dir: DataDir = None, registry_dir: RegistryDir = None, model: 
              every_records: Annotated[int | None, typer.Option(help="A round per N new records (0: off).")] = None,
              ) -> None:
     """Rounds every interval or every N new records, until SIGINT or SIGTERM."""
+    from ebrain.metrics import serve  # noqa: PLC0415
     from trainers.app import periodic as loop  # noqa: PLC0415
 
     settings = _settings(data_dir, registry_dir, model)
+    serve(settings.metrics_port, settings.metrics_addr)
     updates = {k: v for k, v in {"interval_s": interval_s, "every_records": every_records}.items() if v is not None}
     settings = settings.model_copy(update=updates)
     stopping = threading.Event()
@@ -86,9 +88,11 @@ def rollout(version: Annotated[str, typer.Argument(help="Registered version, e.g
             bootstrap: Annotated[str | None, typer.Option(help="Kafka bootstrap servers, host:port.")] = None,
             ) -> None:
     """Canary rollout: a fraction of devices first, compared on telemetry, then promote or roll back."""
+    from ebrain.metrics import serve  # noqa: PLC0415
     from trainers.app import run_rollout  # noqa: PLC0415
 
     settings = _settings(registry_dir=registry_dir, bootstrap=bootstrap)
+    serve(settings.metrics_port, settings.metrics_addr)
     result = run_rollout(settings, version, devices, deadline_s, base_url)
     typer.echo(json.dumps(result.summary()))
     if result.verdict != "promote":

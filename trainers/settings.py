@@ -90,6 +90,9 @@ class TrainerSettings(BaseSettings):
     gate: GateSettings = GateSettings()
     rollout: RolloutSettings = RolloutSettings()
     log_level: str = "INFO"
+    # Prometheus /metrics of `train periodic` and `train rollout` (0: not served); 0.0.0.0 in a container.
+    metrics_port: int = Field(default=0, ge=0, le=65535)
+    metrics_addr: str = Field(default="127.0.0.1", min_length=1)
     # Periodic mode: a round every `interval_s`, or as soon as `every_records` new records arrived.
     interval_s: float = Field(default=3600.0, gt=0.0)
     every_records: int = Field(default=0, ge=0)

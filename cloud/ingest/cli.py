@@ -50,7 +50,7 @@ def ingest(
     from ebrain.metrics import serve  # noqa: PLC0415
 
     settings = _settings(data_dir, bootstrap)
-    serve(settings.metrics_port)
+    serve(settings.metrics_port, settings.metrics_addr)
     try:
         asyncio.run(_run(settings))
     except Exception:

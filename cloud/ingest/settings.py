@@ -67,4 +67,5 @@ class IngestSettings(BaseSettings):
     synth_device: str = "synth-1"
     synth_timeout_s: float = Field(default=120.0, gt=0)
     metrics_port: int = Field(default=0, ge=0, le=65535)
+    metrics_addr: str = Field(default="127.0.0.1", min_length=1)  # 0.0.0.0 in a container
     log_level: str = "INFO"

@@ -1,1 +1,1 @@
-"""Fleet observability: the container entrypoint (metrics on all interfaces, MQTT credentials) and dashboards."""
+"""Fleet observability: W3C trace context per hop, the container entrypoint (MQTT credentials), dashboards."""

@@ -1,15 +1,15 @@
 """Container entrypoint: `python -m ebrain.observability.entry [options] -- <ebrain args>`.
 
-Why it exists: `ebrain.metrics.serve` binds 127.0.0.1 (right on a laptop, unreachable for Prometheus in a
-container), and compose cannot read the passwords that `ebrain gateway provision` writes to credentials.json.
+Why it exists: compose cannot read the passwords that `ebrain gateway provision` writes to credentials.json.
 So this entrypoint, in the one process that then runs the `ebrain` command:
 
-- serves the default Prometheus registry on `--metrics-addr:--metrics-port` and sets EBRAIN_METRICS_PORT=0 so
-  the command does not serve it a second time (same registry, same process: every series is exposed);
 - with `--gateway-credentials FILE`, logs in to MQTT as the provisioned gateway user;
 - with `--claim-dir DIR --device-credentials FILE`, claims one provisioned device no other replica holds (an
   exclusive file per device in a shared volume, keyed by hostname so a restarted container keeps its device),
   which is how `docker compose up --scale edge=N` gives N replicas N distinct identities.
+
+Metrics are the command's own: every service serves /metrics on EBRAIN_METRICS_ADDR:EBRAIN_METRICS_PORT (the
+images set 0.0.0.0:9100; the default 127.0.0.1 suits a laptop).
 
 `python -m ebrain.observability.entry probe PORT` is the health check: exit 0 if /metrics answers.
 """
@@ -88,8 +88,6 @@ def probe(port: int, timeout_s: float = 3.0) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m ebrain.observability.entry", description=__doc__.splitlines()[0])
-    p.add_argument("--metrics-port", type=int, default=0, help="Serve /metrics here (0: not at all).")
-    p.add_argument("--metrics-addr", default="0.0.0.0", help="Address to bind /metrics to.")  # noqa: S104
     p.add_argument("--gateway-credentials", type=Path, help="credentials.json: log in as the gateway user.")
     p.add_argument("--device-credentials", type=Path, help="credentials.json: claim a device from it.")
     p.add_argument("--claim-dir", type=Path, help="Shared folder of device claims (with --device-credentials).")
@@ -98,7 +96,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def prepare(argv: Sequence[str], env: MutableMapping[str, str]) -> list[str]:
-    """Apply the options to `env` (credentials, metrics) and return the ebrain arguments to run."""
+    """Apply the options to `env` (credentials) and return the ebrain arguments to run."""
     args = _parser().parse_args(argv)
     command = list(args.command[1:] if args.command[:1] == ["--"] else args.command)
     if args.gateway_credentials:
@@ -107,11 +105,6 @@ def prepare(argv: Sequence[str], env: MutableMapping[str, str]) -> list[str]:
         if not args.claim_dir:
             raise SystemExit("--device-credentials needs --claim-dir")
         claim_device(args.device_credentials, args.claim_dir, socket.gethostname()).apply(env)
-    if args.metrics_port:
-        from prometheus_client import start_http_server  # noqa: PLC0415
-
-        start_http_server(args.metrics_port, addr=args.metrics_addr)
-        env["EBRAIN_METRICS_PORT"] = "0"
     return command
 
 
