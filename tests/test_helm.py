@@ -13,7 +13,9 @@ import pytest
 import yaml
 from pydantic_settings import BaseSettings
 
+from cloud.ingest.settings import IngestSettings
 from cloud.settings import CloudSettings
+from edge.settings import EdgeSettings
 from gateway.settings import GatewaySettings
 from tests.test_compose import _field_exists
 
@@ -37,8 +39,11 @@ def _env(obj: dict[str, Any]) -> dict[str, str]:
     return {e["name"]: e.get("value", "<from secret or field>") for e in _container(obj)["env"]}
 
 
-def test_chart_lints_clean() -> None:
-    report = helm.lint(CHART, strict=True, kube_version="v1.30.0")
+@pytest.mark.parametrize("values", [None, {"edge": {"enabled": True, "credentialsSecret": "sim-mqtt"},
+                                     "ingest": {"persistence": {"existingClaim": "shared-dataset"}}}],
+                         ids=["defaults", "edge-and-own-claim"])
+def test_chart_lints_clean(values: dict[str, Any] | None) -> None:
+    report = helm.lint(CHART, values, strict=True, kube_version="v1.30.0")
     assert report["errors"] == []
     assert not [m for m in report["messages"] if m["severity"] >= 2], report["messages"]
 
@@ -50,6 +55,7 @@ def test_default_render_has_gateway_workers_vllm_and_scalers() -> None:
         ("Service", "ebrain-worker"), ("Deployment", "ebrain-vllm"), ("Service", "ebrain-vllm"),
         ("Deployment", "ebrain-llama-server"), ("Service", "ebrain-llama-server"),
         ("ScaledObject", "ebrain-worker"), ("ScaledObject", "ebrain-vllm"),
+        ("Deployment", "ebrain-ingest"), ("Service", "ebrain-ingest"), ("PersistentVolumeClaim", "ebrain-dataset"),
     }
     for (kind, name), obj in objects.items():
         assert obj["apiVersion"], name
@@ -82,12 +88,16 @@ def test_keda_scales_workers_on_lag_and_vllm_on_its_queue() -> None:
     assert _container(objects[("Deployment", "ebrain-vllm")])["resources"]["limits"]["nvidia.com/gpu"] == 1
 
 
+EDGE_ON = {"edge": {"enabled": True, "credentialsSecret": "sim-mqtt"}}
+
+
 @pytest.mark.parametrize(("kind", "name", "cls"), [
-    ("StatefulSet", "ebrain-gateway", GatewaySettings), ("Deployment", "ebrain-worker", CloudSettings)])
+    ("StatefulSet", "ebrain-gateway", GatewaySettings), ("Deployment", "ebrain-worker", CloudSettings),
+    ("Deployment", "ebrain-ingest", IngestSettings), ("Deployment", "ebrain-edge", EdgeSettings)])
 def test_every_variable_is_a_setting_that_validates(
     kind: str, name: str, cls: type[BaseSettings], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    env = _env(render()[(kind, name)])
+    env = _env(render(EDGE_ON)[(kind, name)])
     for key in env:
         assert _field_exists(cls, key.removeprefix("EBRAIN_").lower().split("__")), key
     for key in [k for k in os.environ if k.startswith("EBRAIN_")]:
@@ -120,3 +130,49 @@ def test_schema_rejects_bad_values() -> None:
         chart.validate_schema({"gateway": {"replicas": 0, "shareGroup": "g"}})
     with pytest.raises(helm.HelmValuesError, match="shareGroup"):
         chart.validate_schema({"gateway": {"replicas": 1, "shareGroup": "no/slash"}})
+
+
+def test_every_ebrain_service_serves_metrics_where_the_probes_and_prometheus_look() -> None:
+    """EBRAIN_METRICS_ADDR=0.0.0.0 (the settings' 127.0.0.1 is unreachable from the kubelet and Prometheus)."""
+    objects = render(EDGE_ON)
+    services = [o for (kind, name), o in objects.items() if kind in {"Deployment", "StatefulSet"}
+                and name not in {"ebrain-vllm", "ebrain-llama-server"}]
+    assert {o["metadata"]["name"] for o in services} == {"ebrain-gateway", "ebrain-worker", "ebrain-ingest",
+                                                        "ebrain-edge"}
+    for obj in services:
+        env, container = _env(obj), _container(obj)
+        assert env["EBRAIN_METRICS_ADDR"] == "0.0.0.0", obj["metadata"]["name"]
+        port = int(env["EBRAIN_METRICS_PORT"])
+        assert {"name": "metrics", "containerPort": port} in container["ports"]
+        assert obj["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"] == str(port)
+        assert container["args"][0] == "--"  # the entrypoint only runs the command (and applies credentials)
+
+
+def test_ingest_keeps_its_dataset_on_a_volume_and_edge_simulators_are_off_by_default() -> None:
+    objects = render()
+    assert not [name for kind, name in objects if name == "ebrain-edge"]
+    ingest = objects[("Deployment", "ebrain-ingest")]
+    assert ingest["spec"]["replicas"] == 1
+    assert ingest["spec"]["strategy"]["type"] == "Recreate"
+    assert _env(ingest)["EBRAIN_DATA_DIR"] == "/data"
+    claim = ingest["spec"]["template"]["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"]
+    assert claim == "ebrain-dataset"
+    own = render({"ingest": {"persistence": {"existingClaim": "shared-dataset"}}})
+    assert ("PersistentVolumeClaim", "ebrain-dataset") not in own
+    volume = own[("Deployment", "ebrain-ingest")]["spec"]["template"]["spec"]["volumes"][0]
+    assert volume["persistentVolumeClaim"]["claimName"] == "shared-dataset"
+    assert ("Deployment", "ebrain-ingest") not in render({"ingest": {"enabled": False}})
+
+
+def test_edge_simulators_are_one_device_per_pod_within_the_edge_budget() -> None:
+    edge = render({"edge": {"enabled": True, "replicas": 3}})[("Deployment", "ebrain-edge")]
+    assert edge["spec"]["replicas"] == 3
+    container = _container(edge)
+    device = next(e for e in container["env"] if e["name"] == "EBRAIN_DEVICE")
+    assert device["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert container["resources"]["limits"] == {"cpu": "2", "memory": "2Gi"}
+    assert container["args"][:3] == ["--", "edge", "run"]
+    assert "EBRAIN_MQTT__USERNAME" not in _env(edge)  # no credentials secret given: anonymous
+    chart = helm.Chart.load(CHART)
+    with pytest.raises(helm.HelmValuesError, match="tenant"):
+        chart.validate_schema({"edge": {"enabled": True, "tenant": "Not/A/Tenant"}})

@@ -19,7 +19,15 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
   value: {{ .Values.kafka.partitions | quote }}
 {{- end -}}
 
-{{/* Prometheus scrape annotations and the metrics entrypoint options. */}}
+{{/* /metrics of every ebrain service: on all interfaces of the pod (the settings default to 127.0.0.1). */}}
+{{- define "ebrain.metricsEnv" -}}
+- name: EBRAIN_METRICS_PORT
+  value: {{ .Values.metrics.port | quote }}
+- name: EBRAIN_METRICS_ADDR
+  value: "0.0.0.0"
+{{- end -}}
+
+{{/* Prometheus scrape annotations. */}}
 {{- define "ebrain.scrape" -}}
 prometheus.io/scrape: "true"
 prometheus.io/port: {{ .Values.metrics.port | quote }}
