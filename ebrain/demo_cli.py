@@ -1,4 +1,4 @@
-"""`ebrain demo`: bring the stack up, run the fleet, print a line per request and the summary."""
+"""`ebrain demo`: bring the stack up, run the fleet under a live dashboard, write the report, print the summary."""
 
 from __future__ import annotations
 
@@ -6,9 +6,15 @@ import asyncio
 import json
 import os
 import sys
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from ebrain.dashboard.view import Board
+    from ebrain.demo import DemoConfig
 
 
 def demo(
@@ -24,17 +30,41 @@ def demo(
         False, "--flywheel",
         help="Then one training round on the escalations, the gate, promotion, and the held-out workload again.",
     ),
+    ingest: bool = typer.Option(True, help="Run the ingest worker (PII-filtered records into the dataset)."),
+    dashboard: bool = typer.Option(
+        True, help="A live dashboard when stdout is a terminal (never with --json); plain lines otherwise."),
 ) -> None:
-    """Run gateway, cloud worker and N simulated devices over real brokers; `lost` must be 0."""
-    from ebrain import stack  # noqa: PLC0415
-    from ebrain.demo import DemoConfig, run_demo  # noqa: PLC0415
+    """Run gateway, cloud worker, ingest and N simulated devices over real brokers; `lost` must be 0.
+
+    Ends with the summary and a single-file HTML report under STATE_DIR/reports (its path is `report`)."""
+    from ebrain.dashboard.view import Board  # noqa: PLC0415
+    from ebrain.demo import DemoConfig  # noqa: PLC0415
 
     def echo(line: str) -> None:
         typer.echo(line, err=json_out)
 
-    before = stack.status(state_dir)
-    running = stack.up(state_dir)
-    echo("stack:\n" + running.human())
+    config = DemoConfig(devices=devices, requests=requests, model=model, state_dir=state_dir, ingest=ingest)
+    with Board(live=dashboard and not json_out and sys.stdout.isatty(), echo=echo) as board:
+        summary = _run(config, board, keep_stack=keep_stack, flywheel=flywheel)
+        summary["report"] = str(_report(config, board, summary))
+    echo("summary:")
+    for key, value in summary.items():
+        echo(f"  {key:>23}: {value}")
+    if json_out:
+        print(json.dumps(summary), file=sys.stdout, flush=True)
+    if summary["lost"]:
+        raise typer.Exit(1)
+
+
+def _run(config: DemoConfig, board: Board, *, keep_stack: bool, flywheel: bool) -> dict[str, Any]:
+    from ebrain import stack  # noqa: PLC0415
+    from ebrain.demo import run_demo, step  # noqa: PLC0415
+
+    with step(board, "stack up"):
+        before = stack.status(config.state_dir)
+        running = stack.up(config.state_dir)
+    for line in running.human().splitlines():
+        board.note(f"stack: {line}")
     # Stop afterwards only when this run started the managed services (someone else's `stack up` stays up).
     started_here = not any(s.managed and s.running for s in before.services)
     env = {
@@ -44,21 +74,31 @@ def demo(
         "EBRAIN_MQTT__PORT": str(running.mqtt_port),
         "EBRAIN_REDIS_URL": running.redis_url,
     }
-    config = DemoConfig(devices=devices, requests=requests, model=model, state_dir=state_dir)
     try:
-        summary = asyncio.run(run_demo(config, echo, env))
+        summary = asyncio.run(run_demo(config, board, env))
         if flywheel:
-            from trainers.flywheel import FlywheelConfig, demo_settings, run_flywheel  # noqa: PLC0415
-
-            summary |= run_flywheel(demo_settings(config.state_dir, config.model), FlywheelConfig(teacher=config.model),
-                                    echo=echo)
+            summary |= _flywheel(config, board)
     finally:
         if started_here and not keep_stack:
-            stack.down(state_dir)
-    echo("summary:")
-    for key, value in summary.items():
-        echo(f"  {key:>15}: {value}")
-    if json_out:
-        print(json.dumps(summary), file=sys.stdout, flush=True)
-    if summary["lost"]:
-        raise typer.Exit(1)
+            with step(board, "stack down"):
+                stack.down(config.state_dir)
+    return summary
+
+
+def _flywheel(config: DemoConfig, board: Board) -> dict[str, Any]:
+    from ebrain.demo import step  # noqa: PLC0415
+    from trainers.flywheel import FlywheelConfig, demo_settings, run_flywheel  # noqa: PLC0415
+
+    with step(board, "flywheel round (training)"):
+        result = run_flywheel(demo_settings(config.state_dir, config.model), FlywheelConfig(teacher=config.model),
+                              echo=board.note)
+    board.emit({"kind": "flywheel", **result})
+    # The round's own report (the gate's) keeps its name apart from the demo's HTML report.
+    return {("flywheel_report" if key == "report" else key): value for key, value in result.items()}
+
+
+def _report(config: DemoConfig, board: Board, summary: dict[str, Any]) -> Path:
+    from ebrain.report.html import build_report, save_report  # noqa: PLC0415
+
+    html = build_report(board.events, summary)
+    return save_report(config.state_dir / "reports", time.strftime("%Y%m%d-%H%M%S"), html, board.events)

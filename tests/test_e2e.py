@@ -106,6 +106,9 @@ def test_demo_runs_the_fleet_as_processes_and_loses_nothing(tmp_path: Path) -> N
         # Random weights: let confidence pass, so both routes are exercised (tags send the rest to the cloud).
         "EBRAIN_MIN_CONFIDENCE": "0",
         "EBRAIN_ESCALATE_ON_TRUNCATION": "false",
+        # Tansu group joins are slow: short sessions for the cloud worker's and the ingest worker's groups.
+        "EBRAIN_SESSION_TIMEOUT_MS": "2000",
+        "EBRAIN_HEARTBEAT_INTERVAL_MS": "500",
     }
     env.pop("EBRAIN_KAFKA_BOOTSTRAP", None)
     env.pop("EBRAIN_REDIS_URL", None)
@@ -123,6 +126,18 @@ def test_demo_runs_the_fleet_as_processes_and_loses_nothing(tmp_path: Path) -> N
     assert summary["answered_cloud"] >= 1
     assert summary["answered_local"] + summary["answered_cloud"] == 6
     assert {"answered_cache", "deferred", "p50_ms", "p95_ms"} <= set(summary)
+    assert summary["deadletters"] == 0
+    # The report: one HTML file under the state directory, its plots inline.
+    report = Path(summary["report"])
+    assert report.parent == tmp_path / "state" / "reports"
+    html = report.read_text()
+    assert html.count("<svg") >= 5, html[:2000]
+    for title in ("latency, local", "latency, cloud", "escalation rate over time", "cache hit rate", "throughput"):
+        assert title in html
+    # Ingestion read everything the fleet put in Kafka (each request leaves at least one record there).
+    assert summary["ingest_lag"] == 0
+    assert summary["ingest_consumed"] >= 6
+    assert summary["dataset_records"] == summary["dataset_records_written"] >= 0
     # The demo started its own Kafka and Redis, and stopped them again.
     assert (tmp_path / "state" / "kafka.log").exists()
     pids = list((tmp_path / "state").rglob("*.pid"))
