@@ -1,15 +1,15 @@
 """A small asyncio MQTT v5 client over paho-mqtt 2.x, shared by the gateway and the edge agent.
 
-paho runs its network loop in its own thread; every callback below reaches the event loop only through
-`loop.call_soon_threadsafe` (the aiomqtt pattern), so all client state is touched from the loop alone.
+paho is driven by the event loop itself (ebrain.mqtt_io.PahoDriver: its socket registered with the loop, no
+network thread), so every callback below runs on the loop and all client state is touched from it alone.
 
 Backpressure: incoming QoS 1/2 messages are acknowledged by us, never by paho on arrival (manual ack
 inside paho). With `manual_ack=True` the caller acks after processing; otherwise a message is acked when
 `messages()` hands it over. MQTT v5 Receive Maximum = `max_queued_incoming` asks the broker to keep no
 more unacknowledged messages in flight to us than the bounded queue holds. Mosquitto 2.0.11 overshoots
-it under load (measured: RM 100, 3000 messages, acks in batches -> 230 extra), so the queue's slots are
-the real bound: when none is free, paho's network thread waits, stops reading the socket, and TCP
-pushes back on the broker. Nothing is dropped and memory stays bounded.
+it under load (measured: RM 100, 3000 messages, acks in batches -> 230 extra), so the queue is the real
+bound: when it is full the socket is not read until it drains to half, and TCP pushes back on the
+broker. Nothing is dropped and memory stays bounded.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import logging
 import ssl
 import struct
 import threading
-from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +32,7 @@ from prometheus_client import Counter
 
 from ebrain.config import MqttSettings
 from ebrain.lifecycle import Lifecycle
+from ebrain.mqtt_io import PahoDriver
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,8 @@ PUBLISH_REJECTED = Counter(
 )
 INCOMING_WAITS = Counter(
     "ebrain_mqtt_incoming_full_waits_total",
-    "Times the network thread waited for room in the full incoming queue (the broker overshot Receive Max)",
+    "Times reading paused because the incoming queue was full (the consumer is behind, or the broker overshot "
+    "Receive Maximum)",
 )
 STALE_ACKS = Counter(
     "ebrain_mqtt_stale_acks_total",
@@ -125,16 +126,13 @@ class MqttClient(Lifecycle):
         self._max_out = max_queued_outgoing
         self._connect_timeout_s = connect_timeout_s
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
         self._paho: paho.Client | None = None
-        # +1: room for the end-of-stream marker. `_slots` is taken by the network thread per message and
-        # given back when `messages()` hands one out, so the queue can never overflow.
+        # +1: room for the end-of-stream marker. Reading pauses when `max_queued_incoming` are queued and
+        # resumes at half, so the queue can never overflow.
         self._queue: asyncio.Queue[MqttMessage | None] = asyncio.Queue(maxsize=max_queued_incoming + 1)
-        # The network thread appends here and wakes the loop once per batch, not once per message: each
-        # call_soon_threadsafe is a write to the loop's self-pipe, which dominated the cost under load.
-        self._inbox: deque[MqttMessage] = deque()
-        self._drain_scheduled = False
-        self._slots = threading.Semaphore(max_queued_incoming)
-        self._closing = threading.Event()
+        self._resume_at = max_queued_incoming // 2
+        self._driver: PahoDriver | None = None
         self._connected = asyncio.Event()
         self._first_connack: asyncio.Future[ReasonCode] | None = None
         self._pending_pubs: dict[int, asyncio.Future[None]] = {}
@@ -151,13 +149,15 @@ class MqttClient(Lifecycle):
 
 
     async def start(self) -> None:
-        """Connect, wait for CONNACK and start paho's network thread; MqttConnectError if refused."""
+        """Connect and wait for CONNACK; MqttConnectError if refused or unreachable."""
         if self._started:
             return
         self._loop = asyncio.get_running_loop()
-        self._closing.clear()
+        self._loop_thread = threading.get_ident()
         self._first_connack = self._loop.create_future()
         self._paho = self._build_client()
+        self._driver = PahoDriver(self._paho, reconnect_min_s=RECONNECT_MIN_S, reconnect_max_s=RECONNECT_MAX_S,
+                                  client_id=self._client_id)
         self._started = True
         s = self._settings
         try:
@@ -168,7 +168,10 @@ class MqttClient(Lifecycle):
                 clean_start=self._clean_start_option(),
                 properties=self._connect_properties(),
             )
-            self._paho.loop_start()
+            try:
+                await asyncio.wait_for(self._driver.connect(), self._connect_timeout_s)
+            except OSError as exc:  # refused, unreachable, TLS failure (TimeoutError is one too)
+                raise MqttConnectError(f"cannot reach MQTT broker {s.host}:{s.port}: {exc!r}") from None
             reason = await asyncio.wait_for(self._first_connack, self._connect_timeout_s)
         except TimeoutError:
             await self.stop()
@@ -181,16 +184,15 @@ class MqttClient(Lifecycle):
             raise MqttConnectError(f"{s.host}:{s.port} refused the connection: {reason}", reason.value)
 
     async def stop(self) -> None:
-        """Disconnect cleanly and stop the network thread; pending calls fail with MqttError."""
+        """Disconnect cleanly; pending calls fail with MqttError and `messages()` ends."""
         if not self._started:
             return
         self._started = False
         client, self._paho = self._paho, None
-        self._closing.set()  # frees a network thread waiting for a queue slot, so loop_stop can join it
-        if client is not None:
+        driver, self._driver = self._driver, None
+        if client is not None and driver is not None:
             self._flush_acks(client)
-            client.disconnect()
-            await asyncio.to_thread(client.loop_stop)
+            await driver.close()
         self._connected.clear()
         self._fail_pending(MqttError("client stopped"))
         self._wake_iterator()
@@ -219,7 +221,6 @@ class MqttClient(Lifecycle):
         client.on_message = self._on_message
         client.on_publish = self._on_publish
         client.on_subscribe = self._on_subscribe
-        client.on_connect_fail = self._on_connect_fail
         return client
 
     def _clean_start_option(self) -> paho.CleanStartOption:
@@ -248,7 +249,7 @@ class MqttClient(Lifecycle):
     @property
     def queued_incoming(self) -> int:
         """Messages received and not yet taken from `messages()` (never above `max_queued_incoming`)."""
-        return self._queue.qsize() + len(self._inbox)
+        return self._queue.qsize()
 
     async def wait_connected(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 - agreed API
         """Wait until connected (again); TimeoutError after `timeout` seconds."""
@@ -305,7 +306,9 @@ class MqttClient(Lifecycle):
             message = await self._queue.get()
             if message is None:
                 return
-            self._slots.release()
+            driver = self._driver
+            if driver is not None and driver.paused and self._queue.qsize() <= self._resume_at:
+                driver.resume_reading()
             if not self._manual_ack:
                 self._send_ack(message)
             yield message
@@ -374,14 +377,8 @@ class MqttClient(Lifecycle):
                     fut.set_exception(error)
             pending.clear()
 
-    def _drain_inbox(self) -> None:
-        # Reset first: a message appended while we drain either lands in this drain or schedules the next.
-        self._drain_scheduled = False
-        while self._inbox:
-            self._queue.put_nowait(self._inbox.popleft())  # fits: a slot was taken for each one
-
     def _wake_iterator(self) -> None:
-        self._queue.put_nowait(None)  # always fits: the slots leave one place free
+        self._queue.put_nowait(None)  # always fits: reading pauses with one place left free
 
     def _connack(self, reason: ReasonCode, session_present: bool) -> None:
         self._session_present = session_present and not reason.is_failure
@@ -394,15 +391,12 @@ class MqttClient(Lifecycle):
         RECONNECTS.inc()
         log.info("mqtt connected", extra={"client_id": self._client_id, "session_present": session_present})
 
-    def _connect_failed(self) -> None:
-        if self._first_connack is not None and not self._first_connack.done():
-            s = self._settings
-            self._first_connack.set_exception(MqttConnectError(f"cannot reach MQTT broker {s.host}:{s.port}"))
-
     def _disconnected(self, reason: ReasonCode) -> None:
         self._connected.clear()
         if self._started:
             log.warning("mqtt disconnected", extra={"client_id": self._client_id, "reason": str(reason)})
+            if self._driver is not None:
+                self._driver.connection_lost()
 
     def _resolve(self, pending: dict[int, asyncio.Future[None]], mid: int, error: MqttError | None) -> None:
         fut = pending.pop(mid, None)
@@ -413,10 +407,14 @@ class MqttClient(Lifecycle):
         else:
             fut.set_exception(error)
 
-    # -- paho callbacks (network thread): hand over to the loop, touch nothing else ------------------
+    # -- paho callbacks (run on the event loop: the driver reads and writes the socket there) -------------
 
     def _call(self, fn: Any, *args: Any) -> None:
-        if self._loop is not None and not self._loop.is_closed():
+        if self._loop is None or self._loop.is_closed():
+            return
+        if threading.get_ident() == self._loop_thread:
+            fn(*args)
+        else:  # not expected (paho calls back while reading or writing, on the loop), but stay safe
             self._loop.call_soon_threadsafe(fn, *args)
 
     def _on_connect(
@@ -434,9 +432,6 @@ class MqttClient(Lifecycle):
             for topic_filter, qos in list(self._subscriptions.items()):
                 client.subscribe(topic_filter, qos)
         self._call(self._connack, reason, flags.session_present)
-
-    def _on_connect_fail(self, _client: paho.Client, _userdata: Any) -> None:
-        self._call(self._connect_failed)
 
     def _on_disconnect(
         self,
@@ -459,15 +454,13 @@ class MqttClient(Lifecycle):
             user_properties=tuple((str(k), str(v)) for k, v in user_props),
             generation=self._generation,
         )
-        if not self._slots.acquire(blocking=False):
+        self._call(self._enqueue, message)
+
+    def _enqueue(self, message: MqttMessage) -> None:
+        self._queue.put_nowait(message)  # fits: reading pauses before the queue is full
+        if self._queue.qsize() >= self._max_in and self._driver is not None:
             INCOMING_WAITS.inc()
-            while not self._slots.acquire(timeout=0.5):
-                if self._closing.is_set():
-                    return  # stopping: unacked, so the broker redelivers it next session
-        self._inbox.append(message)
-        if not self._drain_scheduled:
-            self._drain_scheduled = True
-            self._call(self._drain_inbox)
+            self._driver.pause_reading()
 
     def _on_publish(
         self, _client: paho.Client, _userdata: Any, mid: int, reason: ReasonCode, _props: Properties

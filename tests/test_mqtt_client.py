@@ -6,12 +6,14 @@ import asyncio
 import contextlib
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
 from ebrain.config import MqttSettings
 from ebrain.mqtt import MqttClient, MqttConnectError, MqttMessage, MqttQueueFullError
+from ebrain.stack import private
 
 pytestmark = pytest.mark.integration
 
@@ -219,11 +221,19 @@ async def test_reconnect_resubscribes_and_flushes_queued_publishes(mqtt_settings
         assert b"after" in payloads
 
 
-async def test_no_message_is_lost_when_the_broker_overshoots_receive_maximum(
-    mqtt_settings: MqttSettings,
-) -> None:
+@pytest.fixture
+def private_mqtt(tmp_path: Path) -> Iterator[MqttSettings]:
+    """A broker of the test's own whose session queue is bounded by bytes: the machine's Mosquitto keeps 1000
+    queued messages per session and silently drops QoS 1 beyond that (the broker's loss, not the client's)."""
+    port = private.free_port()
+    proc = private.start_mosquitto(tmp_path, port)
+    yield MqttSettings(host="127.0.0.1", port=port)
+    private.stop(proc)
+
+
+async def test_no_message_is_lost_when_the_broker_overshoots_receive_maximum(private_mqtt: MqttSettings) -> None:
     # Mosquitto 2.0 sends more than Receive Maximum when acks come in batches; the queue must hold firm.
-    settings = mqtt_settings.model_copy(update={"session_expiry_s": 0})
+    settings = private_mqtt.model_copy(update={"session_expiry_s": 0})
     topic, n, window = f"test/{_uid()}/overshoot", 3000, 100
     async with (
         MqttClient(
