@@ -18,7 +18,7 @@ from typing import Any
 
 from ebrain.dashboard.scrape import Scraper, scrape_once
 from ebrain.dashboard.view import Board
-from ebrain.demo_ingest import dataset_records, missing_for_ingest, wait_drained
+from ebrain.demo_ingest import dataset_records, missing_for_ingest, offsets, wait_drained
 from ebrain.fleet import Fleet, ProcSpec
 from ebrain.summary import summarize
 
@@ -44,6 +44,22 @@ class DemoConfig:
     @property
     def data_dir(self) -> Path:
         return self.state_dir / "dataset"
+
+
+# The modules each fleet role imports, and the extra that brings them.
+FLEET_NEEDS = {"llama_cpp": "edge", "paho": "edge", "aiokafka": "gateway", "faststream": "cloud", "redis": "cloud"}
+
+
+def missing_for_fleet() -> str | None:
+    """None when gateway, cloud worker and devices can run here; else what is missing and how to install it."""
+    import importlib.util  # noqa: PLC0415
+
+    missing = {name: extra for name, extra in FLEET_NEEDS.items() if importlib.util.find_spec(name) is None}
+    if not missing:
+        return None
+    extras = ",".join(sorted(set(missing.values())))
+    return (f"ebrain demo needs {', '.join(missing)}: pip install -e '.[{extras}]' "
+            f"(or `make demo`, which installs everything)")
 
 
 def free_port() -> int:
@@ -113,6 +129,7 @@ async def run_demo(config: DemoConfig, board: Board, env: dict[str, str], *,
             Scraper(fleet.metrics_targets, board.emit, board.now, config.scrape_interval_s):
         with step(board, "services start"):
             await fleet.start(services)
+            since = await offsets(_kafka(env), _ingest_topics()) if skip_ingest is None else ({}, {})
         with step(board, "requests"):
             await fleet.start(devices)
             scenario = asyncio.create_task(during(fleet)) if during else None
@@ -123,7 +140,8 @@ async def run_demo(config: DemoConfig, board: Board, env: dict[str, str], *,
             board.note(f"deadline: still running after {config.deadline_s:.0f} s: {', '.join(unfinished)}")
         if skip_ingest is None:
             with step(board, "ingest catching up"):
-                lag = await wait_drained(_kafka(env), config.ingest_group, _ingest_topics(), config.drain_timeout_s)
+                lag = await wait_drained(_kafka(env), config.ingest_group, _ingest_topics(), since[0],
+                                         config.drain_timeout_s)
         await scrape_once(fleet.metrics_targets(), board.emit, board.now)
         board.emit({"kind": "step", "name": "shutdown", "phase": "start"})
     board.emit({"kind": "step", "name": "shutdown", "phase": "end"})

@@ -38,18 +38,23 @@ def demo(
 
     Ends with the summary and a single-file HTML report under STATE_DIR/reports (its path is `report`)."""
     from ebrain.dashboard.view import Board  # noqa: PLC0415
-    from ebrain.demo import DemoConfig  # noqa: PLC0415
+    from ebrain.demo import DemoConfig, missing_for_fleet  # noqa: PLC0415
 
     def echo(line: str) -> None:
         typer.echo(line, err=json_out)
+
+    if problem := missing_for_fleet():
+        typer.echo(f"error: {problem}", err=True)
+        raise typer.Exit(2)
 
     config = DemoConfig(devices=devices, requests=requests, model=model, state_dir=state_dir, ingest=ingest)
     with Board(live=dashboard and not json_out and sys.stdout.isatty(), echo=echo) as board:
         summary = _run(config, board, keep_stack=keep_stack, flywheel=flywheel)
         summary["report"] = str(_report(config, board, summary))
     echo("summary:")
+    width = max(map(len, summary))
     for key, value in summary.items():
-        echo(f"  {key:>23}: {value}")
+        echo(f"  {key:>{width}}: {value}")
     if json_out:
         print(json.dumps(summary), file=sys.stdout, flush=True)
     if summary["lost"]:

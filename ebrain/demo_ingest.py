@@ -28,8 +28,11 @@ def dataset_records(data_dir: Path) -> int:
     return int(json.loads(manifest.read_text())["records"])
 
 
-async def group_lag(kafka: KafkaSettings, group: str, topics: tuple[str, ...]) -> int:
-    """Messages on `topics` the consumer group has not committed yet (read without joining the group)."""
+Offsets = dict[tuple[str, int], int]  # (topic, partition) -> offset
+
+
+async def offsets(kafka: KafkaSettings, topics: tuple[str, ...], group: str | None = None) -> tuple[Offsets, Offsets]:
+    """End offsets of `topics` now, and what `group` has committed on them (read without joining the group)."""
     from aiokafka import AIOKafkaConsumer, TopicPartition  # noqa: PLC0415 - the data/cloud extras have it
 
     from ebrain.kafka import client_options  # noqa: PLC0415
@@ -41,20 +44,28 @@ async def group_lag(kafka: KafkaSettings, group: str, topics: tuple[str, ...]) -
         await consumer.topics()  # metadata of every topic, so partitions_for_topic answers
         partitions = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
         ends = await consumer.end_offsets(partitions) if partitions else {}
-        lag = 0
-        for tp, end in ends.items():
-            lag += max(0, end - ((await consumer.committed(tp)) or 0))
-        return lag
+        committed: Offsets = {}
+        if group is not None:
+            for tp in partitions:
+                if (offset := await consumer.committed(tp)) is not None:
+                    committed[(tp.topic, tp.partition)] = offset
+        return {(tp.topic, tp.partition): end for tp, end in ends.items()}, committed
     finally:
         await consumer.stop()
 
 
-async def wait_drained(kafka: KafkaSettings, group: str, topics: tuple[str, ...], deadline_s: float) -> int:
-    """Wait until the group has committed everything on `topics`; the lag left (0 when drained in time)."""
+def lag(ends: Offsets, committed: Offsets, since: Offsets) -> int:
+    """Messages after `since` (the ends when the run began) that the group has not committed."""
+    return sum(max(0, end - max(committed.get(tp, 0), since.get(tp, 0))) for tp, end in ends.items())
+
+
+async def wait_drained(kafka: KafkaSettings, group: str, topics: tuple[str, ...], since: Offsets,
+                       deadline_s: float) -> int:
+    """Wait until the group has committed everything on `topics` after `since`; the lag left (0: in time)."""
     loop = asyncio.get_running_loop()
     until = loop.time() + deadline_s
-    lag = await group_lag(kafka, group, topics)
-    while lag and loop.time() < until:
+    left = lag(*await offsets(kafka, topics, group), since)
+    while left and loop.time() < until:
         await asyncio.sleep(0.5)  # the ingest worker commits once per batch (batch_timeout_ms, 1 s by default)
-        lag = await group_lag(kafka, group, topics)
-    return lag
+        left = lag(*await offsets(kafka, topics, group), since)
+    return left

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from rich.console import Console
 
+from ebrain import demo
 from ebrain.dashboard.core import DemoState, fold
 from ebrain.dashboard.digest import deadletters, digest
 from ebrain.dashboard.view import Board, render
@@ -188,3 +191,13 @@ def test_render_shows_devices_and_services() -> None:
     assert "edge-0" in text
     assert "1/4" in text
     assert "requests" in text
+
+
+def test_a_missing_fleet_module_is_named_with_its_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert demo.missing_for_fleet() is None  # the dev install has every role
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "faststream" else real(name))
+    message = demo.missing_for_fleet()
+    assert message is not None
+    assert "faststream" in message
+    assert "pip install -e '.[cloud]'" in message
