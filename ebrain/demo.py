@@ -102,7 +102,12 @@ def fleet_specs(config: DemoConfig, model_path: Path, env: dict[str, str], inges
 async def run_demo(config: DemoConfig, board: Board, env: dict[str, str], *,
                    during: During | None = None) -> dict[str, Any]:
     """Start the fleet, wait until every device is done (and `during(fleet)`, e.g. a chaos scenario, returned),
-    let ingestion catch up, stop everything; return the summary."""
+    let ingestion catch up, stop everything; return the summary.
+
+    `during` runs on the live fleet once the devices started: `fleet.child("gateway").kill()` then `.start()`
+    (any of gateway, cloud, ingest, edge-i) are the steps of ebrain.chaos's process scenarios; the ledger in the
+    summary (`lost`) and the report's process history show what the fault did. Raises RuntimeError naming the
+    log of a process that did not start."""
     from ebrain.models import resolve_model  # noqa: PLC0415
 
     with step(board, f"model fetch ({config.model})"):

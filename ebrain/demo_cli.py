@@ -48,9 +48,13 @@ def demo(
         raise typer.Exit(2)
 
     config = DemoConfig(devices=devices, requests=requests, model=model, state_dir=state_dir, ingest=ingest)
-    with Board(live=dashboard and not json_out and sys.stdout.isatty(), echo=echo) as board:
-        summary = _run(config, board, keep_stack=keep_stack, flywheel=flywheel)
-        summary["report"] = str(_report(config, board, summary))
+    try:
+        with Board(live=dashboard and not json_out and sys.stdout.isatty(), echo=echo) as board:
+            summary = _run(config, board, keep_stack=keep_stack, flywheel=flywheel)
+            summary["report"] = str(_report(config, board, summary))
+    except RuntimeError as exc:  # a process that did not start names its log; the fleet and stack are down again
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
     echo("summary:")
     width = max(map(len, summary))
     for key, value in summary.items():
