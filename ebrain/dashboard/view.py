@@ -95,8 +95,11 @@ def render(state: DemoState) -> RenderableType:
 
 
 class Board:
-    """Records every event (for the report), folds it into the state and shows it. Thread-safe: events may come
-    from the event loop and from a worker thread (the flywheel); a terminal view refreshes from rich's thread."""
+    """Records every event (for the report), folds it into the state and shows it. Thread-safe: a terminal view
+    renders from rich's refresh thread while events come in from the demo's thread.
+
+    `events` is the run's record: it grows with the run, which the demo's deadline bounds (per second about one
+    scrape per process, plus one event per request and per process change)."""
 
     def __init__(self, *, live: bool, echo: Echo, console: Console | None = None) -> None:
         self.state = DemoState()
