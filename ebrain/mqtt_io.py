@@ -150,7 +150,11 @@ class PahoDriver:
                                                          "retry_in_s": min(delay * 2, self._max_s)})
                 delay = min(delay * 2, self._max_s)
             else:
-                return  # CONNECT sent; a refused CONNACK ends in on_disconnect, which comes back here
+                if self._client.socket() is not None:
+                    return  # CONNECT sent; a refused CONNACK ends in on_disconnect, which comes back here
+                # The connection died before this task resumed (a proxy that accepts, then resets): its
+                # on_disconnect saw this task still running and left the retry to it.
+                delay = min(delay * 2, self._max_s)
 
     # -- paho socket callbacks (the connect ones run in the worker thread) -----------------------------
 
