@@ -14,6 +14,7 @@ app = typer.Typer(
 def _register() -> None:
     from cloud.cli import app as cloud_app  # noqa: PLC0415
     from ebrain.bench_cli import app as bench_app  # noqa: PLC0415
+    from ebrain.chaos.cli import app as chaos_app  # noqa: PLC0415
     from ebrain.demo_cli import demo  # noqa: PLC0415
     from ebrain.models.cli import app as models_app  # noqa: PLC0415
     from ebrain.schemas_cli import app as schemas_app  # noqa: PLC0415
@@ -28,6 +29,7 @@ def _register() -> None:
     app.add_typer(gateway_app, name="gateway", help="MQTT <-> Kafka gateway.")
     app.add_typer(cloud_app, name="cloud", help="Cloud workers consuming Kafka.")
     app.add_typer(bench_app, name="bench", help="Benchmarks from bench/, printing JSON.")
+    app.add_typer(chaos_app, name="chaos", help="Fault injection on a private stack, with a loss ledger.")
     _register_optional(
         "cloud.ingest.cli", "data", "Training data: PII-filtered ingestion, curation with Ray, synthetic data."
     )
