@@ -32,7 +32,7 @@ from prometheus_client import Counter
 
 from ebrain.config import MqttSettings
 from ebrain.lifecycle import Lifecycle
-from ebrain.mqtt_io import PahoDriver
+from ebrain.mqtt_io import PahoDriver, ReadAheadClient
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +198,7 @@ class MqttClient(Lifecycle):
         self._wake_iterator()
 
     def _build_client(self) -> paho.Client:
-        client = paho.Client(
+        client = ReadAheadClient(
             CallbackAPIVersion.VERSION2,
             client_id=self._client_id,
             protocol=MQTTProtocolVersion.MQTTv5,

@@ -30,6 +30,37 @@ MISC_INTERVAL_S = 1.0
 _PACKET_READ = all(callable(getattr(paho.Client, name, None)) for name in ("_packet_read", "_loop_rc_handle"))
 
 
+READ_AHEAD = 65536
+
+
+class ReadAheadClient(paho.Client):
+    """paho's client, reading the socket in chunks: paho asks for each packet in three or more recv calls
+    (command byte, each remaining-length byte, body), one system call each; here most come from memory.
+
+    The buffer belongs to one socket: a new connection starts empty. Data can sit in the buffer while the
+    socket itself is not readable, so whoever drives the reads must keep reading until recv raises
+    BlockingIOError (PahoDriver does) rather than wait for the socket.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._ahead = b""
+        self._ahead_pos = 0
+        self._ahead_sock: Any = None
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        if self._ahead_sock is not self._sock:
+            self._ahead, self._ahead_pos, self._ahead_sock = b"", 0, self._sock
+        if self._ahead_pos >= len(self._ahead):
+            data = super()._sock_recv(max(bufsize, READ_AHEAD))
+            if len(data) <= bufsize:
+                return data  # EOF (b"") or all of it: no copy
+            self._ahead, self._ahead_pos = data, 0
+        start = self._ahead_pos
+        self._ahead_pos = start + bufsize
+        return self._ahead[start:start + bufsize]
+
+
 class PahoDriver:
     """Runs one paho client on the running event loop; `connect()`, then `close()` when done."""
 

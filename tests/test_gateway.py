@@ -115,7 +115,9 @@ async def test_uplink_forwards_good_messages_in_order_and_dead_letters_bad_ones(
         good = await _records(kafka_settings, "ebrain.request", key, 20)
         dead = await _records(kafka_settings, KAFKA_DEADLETTER, key, 4)
         tele = await _records(kafka_settings, "ebrain.telemetry", key, 1)
-        await _until(lambda: gateway.uplink_stats.acked == 25, 10, "every message acked")
+        # >=: the share group is private, but the filter sees every tenant on the shared Mosquitto, so
+        # traffic of other processes may come too; what this test sent is checked exactly in Kafka above.
+        await _until(lambda: gateway.uplink_stats.acked >= 25, 10, "every message acked")
         assert gateway.ready.is_set()
 
     assert [decode(r.value).data.request_id for r in good] == [f"r{n}" for n in range(20)]
@@ -123,7 +125,7 @@ async def test_uplink_forwards_good_messages_in_order_and_dead_letters_bad_ones(
     assert dict(good[0].headers)["ce_type"] == b"ebrain.inference.request"
     assert decode(tele[0].value).id == telemetry.id
     assert sorted(decode(r.value).data.reason for r in dead) == sorted(bad)
-    assert gateway.uplink_stats.deadlettered == 4
+    assert gateway.uplink_stats.deadlettered >= 4
 
 
 async def test_downlink_reaches_the_device_and_commits_the_offset(
@@ -228,14 +230,14 @@ async def test_messages_wait_unacked_until_kafka_is_reachable(
     async with Gateway(_settings(mqtt_settings, kafka)) as gateway:
         for n in range(30):
             await device.publish(topic, _request(tenant, dev, n))
-        await _until(lambda: gateway.mqtt_backlog == 30, 10, "the gateway to hold all 30")
+        await _until(lambda: gateway.mqtt_backlog >= 30, 10, "the gateway to hold all 30")  # >=: see above
         assert gateway.uplink_stats.acked == 0
         assert not gateway.ready.is_set()
 
         start_kafka()
         await asyncio.wait_for(gateway.ready.wait(), 30)
         records = await _records(kafka, "ebrain.request", f"{tenant}/{dev}".encode(), 30, deadline_s=30)
-        await _until(lambda: gateway.uplink_stats.acked == 30, 10, "every message acked")
+        await _until(lambda: gateway.uplink_stats.acked >= 30, 10, "every message acked")
     assert [decode(r.value).data.request_id for r in records] == [f"r{n}" for n in range(30)]
 
 
