@@ -85,15 +85,19 @@ class EngineResponder:
         request = request_of(envelope)
         give_up_at = started + remaining_s(envelope, self._default_deadline_ms, datetime.now(UTC))
         attempt = 0
+        last: BaseException | None = None
         while True:
             left = give_up_at - time.monotonic()
-            if left <= 0:
+            if left <= 0:  # a backoff sleep can overshoot: name the error that kept us retrying
+                if last is not None:
+                    raise GiveUp(f"{_describe(last)} (deadline reached after {attempt} attempts)") from last
                 raise GiveUp(f"deadline exceeded before attempt {attempt + 1}")
             try:
                 return await self._attempt(request, left)
             except TimeoutError:
                 raise GiveUp(f"deadline exceeded during attempt {attempt + 1}") from None
             except RETRYABLE as exc:
+                last = exc
                 delay = backoff_s(attempt, base_s=self._retry_base_s, cap_s=self._retry_cap_s,
                                   jitter=self._jitter())
                 attempt += 1

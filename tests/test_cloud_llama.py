@@ -19,7 +19,10 @@ from cloud.settings import CloudSettings
 from ebrain.config import KafkaSettings
 from schemas import encode
 from schemas.topics import kafka_uplink
-from tests.test_cloud_worker import RESULTS, WAIT_S, Tail, _escalation, _for_request, _producer
+from tests.kafka_tail import RESULTS, WAIT_S, Tail
+from tests.kafka_tail import for_request as _for_request
+from tests.kafka_tail import started_producer as _producer
+from tests.test_cloud_worker import _escalation
 
 pytest.importorskip("llama_cpp")
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]

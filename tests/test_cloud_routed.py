@@ -29,7 +29,9 @@ from ebrain.config import KafkaSettings
 from ebrain.models import resolve_model
 from schemas import Envelope, InferenceRequest, InferenceResult, encode, make, new_id
 from schemas.topics import kafka_uplink
-from tests.test_cloud_worker import WAIT_S, Tail, _escalation, _for_request, _producer
+from tests.kafka_tail import WAIT_S, Tail, producer_fixture, results_fixture  # noqa: F401 - fixtures
+from tests.kafka_tail import for_request as _for_request
+from tests.test_cloud_worker import _escalation
 
 pytest.importorskip("llama_cpp.server", reason="llama-cpp-python[server] deps not installed")
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
@@ -69,18 +71,6 @@ async def worker(kafka_settings: KafkaSettings, redis8_url: str, stub: StubServe
     async with CloudWorker(settings, backends=[(primary, 0.5), (gate, 30.0)]) as running:
         await asyncio.wait_for(running.ready.wait(), WAIT_S)
         yield running
-
-
-@pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def producer(kafka_settings: KafkaSettings) -> AsyncIterator[AIOKafkaProducer]:
-    async with _producer(kafka_settings) as running:
-        yield running
-
-
-@pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def results(kafka_settings: KafkaSettings) -> AsyncIterator[Tail]:
-    async with Tail(kafka_settings, RESULTS) as tail:
-        yield tail
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")

@@ -24,7 +24,10 @@ from cloud.settings import CloudSettings
 from ebrain.config import KafkaSettings
 from schemas import InferenceRequest, encode
 from schemas.topics import kafka_uplink
-from tests.test_cloud_worker import WAIT_S, Tail, _escalation, _for_request, _producer
+from tests.kafka_tail import WAIT_S, Tail
+from tests.kafka_tail import for_request as _for_request
+from tests.kafka_tail import started_producer as _producer
+from tests.test_cloud_worker import _escalation
 
 URL = os.environ.get("EBRAIN_TEST_VLLM_URL")
 MODEL = os.environ.get("EBRAIN_TEST_VLLM_MODEL", "smollm2")

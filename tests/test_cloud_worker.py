@@ -9,38 +9,34 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import pytest_asyncio
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from prometheus_client import REGISTRY
 
 from cloud.app import CloudWorker
 from cloud.settings import CloudSettings
 from ebrain.config import KafkaSettings
 from ebrain.inference.ports import Completion, EngineOverloaded, EngineUnavailable
-from ebrain.kafka import client_options, producer_options
 from schemas import (
     DeadLetter,
     Envelope,
     Escalation,
     InferenceRequest,
-    InferenceResult,
-    decode,
     encode,
     make,
     new_id,
 )
-from schemas.topics import KAFKA_DEADLETTER, kafka_downlink, kafka_uplink
+from schemas.topics import KAFKA_DEADLETTER, kafka_uplink
+from tests.kafka_tail import RESULTS, WAIT_S, Tail, producer_fixture, results_fixture  # noqa: F401 - fixtures
+from tests.kafka_tail import for_request as _for_request
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
-RESULTS = kafka_downlink("result")
 TENANT = "acme"
-WAIT_S = 30.0
 
 
 class ScriptedEngine:
@@ -70,49 +66,6 @@ class ScriptedEngine:
         return None
 
 
-class Tail:
-    """Reads a topic from the beginning in the background; tests wait on what arrived."""
-
-    def __init__(self, settings: KafkaSettings, topic: str) -> None:
-        self._consumer = AIOKafkaConsumer(topic, auto_offset_reset="earliest", **client_options(settings))
-        self.records: list[tuple[bytes | None, bytes]] = []
-        self._changed = asyncio.Condition()
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> Tail:
-        await self._consumer.start()
-        self._task = asyncio.create_task(self._run())
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        await self._consumer.stop()
-
-    async def _run(self) -> None:
-        async for record in self._consumer:
-            async with self._changed:
-                self.records.append((record.key, record.value))
-                self._changed.notify_all()
-
-    def envelopes(self) -> list[tuple[bytes | None, Envelope[Any]]]:
-        return [(key, decode(value)) for key, value in self.records]
-
-    async def wait_for(
-        self, predicate: Callable[[Envelope[Any]], bool], *, count: int = 1, within_s: float = WAIT_S
-    ) -> list[tuple[bytes | None, Envelope[Any]]]:
-        """The first `count` (key, envelope) pairs matching `predicate`, or TimeoutError at the deadline."""
-        async with asyncio.timeout(within_s), self._changed:
-            while len(found := [(k, e) for k, e in self.envelopes() if predicate(e)]) < count:
-                await self._changed.wait()
-        return found
-
-
-def _for_request(request_id: str) -> Callable[[Envelope[Any]], bool]:
-    return lambda env: isinstance(env.data, InferenceResult) and env.data.request_id == request_id
-
-
 def _escalation(prompt: str, *, device: str = "dev-1", deadline_ms: int | None = None) -> Envelope[Escalation]:
     request = InferenceRequest(request_id=new_id(), prompt=prompt, deadline_ms=deadline_ms)
     esc = Escalation(request=request, reason="low confidence", draft="a guess", draft_model_id="tiny")
@@ -121,16 +74,6 @@ def _escalation(prompt: str, *, device: str = "dev-1", deadline_ms: int | None =
 
 def _metric(name: str, labels: dict[str, str] | None = None) -> float:
     return REGISTRY.get_sample_value(name, labels or {}) or 0.0
-
-
-@asynccontextmanager
-async def _producer(settings: KafkaSettings) -> AsyncIterator[AIOKafkaProducer]:
-    producer = AIOKafkaProducer(**producer_options(settings))
-    await producer.start()
-    try:
-        yield producer
-    finally:
-        await producer.stop()
 
 
 async def _send(producer: AIOKafkaProducer, topic: str, value: bytes, key: str) -> None:
@@ -149,18 +92,6 @@ async def worker(kafka_settings: KafkaSettings, engine: ScriptedEngine) -> Async
     async with CloudWorker(settings, engine=engine) as running:
         await asyncio.wait_for(running.ready.wait(), WAIT_S)
         yield running
-
-
-@pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def producer(kafka_settings: KafkaSettings) -> AsyncIterator[AIOKafkaProducer]:
-    async with _producer(kafka_settings) as running:
-        yield running
-
-
-@pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def results(kafka_settings: KafkaSettings) -> AsyncIterator[Tail]:
-    async with Tail(kafka_settings, RESULTS) as tail:
-        yield tail
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
