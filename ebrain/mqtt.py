@@ -33,6 +33,7 @@ from prometheus_client import Counter
 from ebrain.config import MqttSettings
 from ebrain.lifecycle import Lifecycle
 from ebrain.mqtt_io import PahoDriver, ReadAheadClient
+from ebrain.mqtt_wire import Publish
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +219,8 @@ class MqttClient(Lifecycle):
         client.max_queued_messages_set(self._max_out)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
+        client.on_message = self._on_message  # what the fast path (on_publish_received) leaves to paho
+        client.on_publish_received = self._on_publish_received
         client.on_publish = self._on_publish
         client.on_subscribe = self._on_subscribe
         return client
@@ -455,6 +457,11 @@ class MqttClient(Lifecycle):
             generation=self._generation,
         )
         self._call(self._enqueue, message)
+
+    def _on_publish_received(self, publish: Publish, qos: int, retain: bool) -> None:
+        # Runs on the loop (the driver reads there): no hand-over needed.
+        self._enqueue(MqttMessage(publish.topic, publish.payload, qos, publish.mid, retain,
+                                  publish.user_properties, self._generation))
 
     def _enqueue(self, message: MqttMessage) -> None:
         self._queue.put_nowait(message)  # fits: reading pauses before the queue is full

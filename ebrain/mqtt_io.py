@@ -20,7 +20,9 @@ from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import MQTTErrorCode
+from paho.mqtt.enums import MQTTErrorCode, MQTTProtocolVersion
+
+from ebrain.mqtt_wire import Publish, parse_publish
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,23 @@ class ReadAheadClient(paho.Client):
         self._ahead = b""
         self._ahead_pos = 0
         self._ahead_sock: Any = None
+        # Set by the owner: QoS 0/1 PUBLISHes go straight to it, parsed by ebrain.mqtt_wire (see there).
+        self.on_publish_received: Callable[[Publish, int, bool], None] | None = None
+
+    def _handle_publish(self) -> MQTTErrorCode:
+        hook = self.on_publish_received
+        header = self._in_packet["command"]
+        qos = (header & 0x06) >> 1
+        if hook is None or qos == 2 or self._protocol != MQTTProtocolVersion.MQTTv5:
+            return super()._handle_publish()
+        try:
+            publish = parse_publish(bytes(self._in_packet["packet"]), qos)
+        except (ValueError, IndexError):
+            return super()._handle_publish()  # paho's decoder: same behaviour as without the fast path
+        hook(publish, qos, bool(header & 0x01))
+        if qos == 1 and not self._manual_ack:
+            return self._send_puback(publish.mid)
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
 
     def _sock_recv(self, bufsize: int) -> bytes:
         if self._ahead_sock is not self._sock:
