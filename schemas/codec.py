@@ -55,7 +55,7 @@ def from_dict(obj: dict[str, Any], *, raw: bytes | None = None) -> Envelope[Any]
     type_ = obj.get("type")
     payload_cls = BY_TYPE.get(type_) if isinstance(type_, str) else None
     if payload_cls is None:
-        raise InvalidMessage(Reason.UNKNOWN_TYPE, f"type {str(type_)[:80]!r}")
+        raise InvalidMessage(Reason.UNKNOWN_TYPE, f"type {_safe(type_)} is not a message type")
     version = obj.get("schema_version")
     if not isinstance(version, int) or isinstance(version, bool):
         raise InvalidMessage(Reason.SCHEMA_VIOLATION, "schema_version must be an integer")
@@ -79,7 +79,7 @@ def validate(raw: bytes, payload_cls: type[Payload]) -> Envelope[Any]:
         return _envelope_model(payload_cls).model_validate_json(raw, strict=True)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
+        where = ".".join(_safe_part(p) for p in first["loc"])
         raise InvalidMessage(Reason.SCHEMA_VIOLATION, f"{where}: {first['msg']}"[:300]) from None
 
 
@@ -99,6 +99,19 @@ def _fast(raw: bytes) -> Envelope[Any] | None:
         return _ENVELOPES[payload_cls].model_validate_json(raw, strict=True)
     except ValidationError:
         return None
+
+
+# Refusal details are logged by every hop, so they never quote what the sender wrote: only values shaped like
+# our own names (type names, field names, indexes) are shown; anything else (a canary e-mail, a key) is not.
+_SAFE_NAME = re.compile(r"[a-z][a-z0-9_.]{0,63}")
+
+
+def _safe(value: object) -> str:
+    return repr(value) if isinstance(value, str) and _SAFE_NAME.fullmatch(value) else f"<{type(value).__name__}>"
+
+
+def _safe_part(part: int | str) -> str:
+    return str(part) if isinstance(part, int) or _SAFE_NAME.fullmatch(part) else "<field>"
 
 
 def decode(raw: bytes, *, max_bytes: int = MAX_MESSAGE_BYTES) -> Envelope[Any]:

@@ -312,9 +312,6 @@ def test_secrets_never_reach_the_logs_even_when_connections_fail(
 # (tests/test_ingest_kafka.py covers canaries in valid messages through ingest: dataset and logs.)
 
 CANARY_EMAIL, CANARY_KEY = "zoe.canary@example.net", "sk-live-CANARY0123456789abcdef"
-_LEAKS = pytest.mark.xfail(strict=True, reason="schemas/codec.py quotes the unknown `type` value and the names of "
-                                               "unknown fields in InvalidMessage.detail, which gateway and cloud log")
-
 
 def _request_obj() -> dict[str, object]:
     obj: dict[str, object] = json.loads(encode(make(InferenceRequest(request_id="r1", prompt="hi"), tenant="acme",
@@ -329,8 +326,8 @@ def _with_data(**fields: object) -> bytes:
 
 @pytest.mark.parametrize("raw", [
     pytest.param(json.dumps({**_request_obj(), "type": f"mail {CANARY_EMAIL} key {CANARY_KEY}"}).encode(),
-                 marks=_LEAKS, id="unknown-type"),
-    pytest.param(_with_data(**{CANARY_KEY: CANARY_EMAIL}), marks=_LEAKS, id="unknown-field-name"),
+                 id="unknown-type"),
+    pytest.param(_with_data(**{CANARY_KEY: CANARY_EMAIL}), id="unknown-field-name"),
     pytest.param(_with_data(prompt=7, system=CANARY_EMAIL), id="wrong-type-beside-pii"),
     pytest.param(_with_data(request_id=f"{CANARY_EMAIL} {CANARY_KEY}"), id="pii-in-a-bad-id"),
     pytest.param(_with_data(max_tokens=CANARY_EMAIL), id="pii-as-a-number"),
