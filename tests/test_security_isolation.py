@@ -313,6 +313,7 @@ def test_secrets_never_reach_the_logs_even_when_connections_fail(
 
 CANARY_EMAIL, CANARY_KEY = "zoe.canary@example.net", "sk-live-CANARY0123456789abcdef"
 
+
 def _request_obj() -> dict[str, object]:
     obj: dict[str, object] = json.loads(encode(make(InferenceRequest(request_id="r1", prompt="hi"), tenant="acme",
                                                     device="dev-1")))
