@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 import time
 from collections.abc import Callable, Coroutine, Iterator
@@ -86,7 +87,9 @@ def fleet_specs(config: DemoConfig, model_path: Path, env: dict[str, str], inges
         port = free_port()
         return ProcSpec(name, tuple(args), {**base, "EBRAIN_METRICS_PORT": str(port), **extra}, ready_s, port)
 
-    specs = [spec("gateway", ["gateway", "run"], 60),
+    # The gateway bridges this demo's tenant only: on a shared MQTT broker, other tenants' traffic would otherwise
+    # reach this demo's cloud worker and queue ahead of its own escalations.
+    specs = [spec("gateway", ["gateway", "run"], 60, EBRAIN_TENANTS=json.dumps([config.tenant])),
              spec("cloud", ["cloud", "worker", "--model", str(model_path)], 180)]
     if ingest:
         specs.append(spec("ingest", ["data", "ingest", "--data-dir", str(config.data_dir)], 180,
@@ -156,6 +159,7 @@ async def run_demo(config: DemoConfig, board: Board, env: dict[str, str], *,
     summary |= {
         "wall_s": round(time.monotonic() - started, 1), "devices": config.devices, "model": str(model_path),
         "cloud_backend": env.get("EBRAIN_BACKEND", "llama"), "deadletters": int(state.deadletters()),
+        "foreign_refused": int(state.total("gateway_foreign")),
         "logs": str(log_dir),
     }
     summary |= _ingest_summary(config, skip_ingest, records_before, lag, state.total("ingest_consumed"))

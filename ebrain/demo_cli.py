@@ -47,7 +47,8 @@ def demo(
         typer.echo(f"error: {problem}", err=True)
         raise typer.Exit(2)
 
-    config = DemoConfig(devices=devices, requests=requests, model=model, state_dir=state_dir, ingest=ingest)
+    config = DemoConfig(devices=devices, requests=requests, model=model, state_dir=state_dir, ingest=ingest,
+                        tenant=os.environ.get("EBRAIN_TENANT", "demo"))
     try:
         with Board(live=dashboard and not json_out and sys.stdout.isatty(), echo=echo) as board:
             summary = _run(config, board, keep_stack=keep_stack, flywheel=flywheel)

@@ -35,7 +35,9 @@ def _exposition() -> str:
     lookups.labels("semantic_hit").inc(1)
     lookups.labels("miss").inc(5)
     Counter("ebrain_cloud_deadletters_total", "x", ["reason"], registry=registry).labels("invalid").inc(3)
-    Counter("ebrain_gateway_deadletters_total", "x", ["reason"], registry=registry).labels("too_big").inc(1)
+    gateway = Counter("ebrain_gateway_deadletters_total", "x", ["reason"], registry=registry)
+    gateway.labels("too_big").inc(1)
+    gateway.labels("unknown_tenant").inc(6)
     Gauge("ebrain_edge_spool_entries", "x", registry=registry).set(7)
     Counter("ebrain_unrelated_total", "x", registry=registry).inc(100)
     return generate_latest(registry).decode()
@@ -47,6 +49,7 @@ def test_digest_sums_the_series_of_interest_over_labels() -> None:
     assert values["cache_hits"] == 3  # exact and semantic hits, not misses
     assert values["spool"] == 7
     assert deadletters(values) == 4
+    assert values["gateway_foreign"] == 6  # another tenant's traffic, refused: not a fault of this fleet
     assert "ingest_records" not in values  # absent series stay absent (not 0: that process does not count it)
     assert not any("unrelated" in k for k in values)
 
