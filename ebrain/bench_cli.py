@@ -11,7 +11,7 @@ import importlib
 import typer
 
 app = typer.Typer(no_args_is_help=True)
-BENCHES = ("codec", "edge", "gateway", "cloud", "pii")
+BENCHES = ("codec", "edge", "gateway", "cloud", "pii", "load")
 
 for _name in BENCHES:
     try:

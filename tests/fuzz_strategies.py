@@ -85,7 +85,7 @@ def dumps(obj: Any) -> bytes:
 
 
 def _set(obj: dict[str, Any], path: tuple[str, ...], value: Any) -> dict[str, Any]:
-    out = json.loads(json.dumps(obj))
+    out: dict[str, Any] = json.loads(json.dumps(obj))
     target = out
     for part in path[:-1]:
         target = target[part]
@@ -94,7 +94,7 @@ def _set(obj: dict[str, Any], path: tuple[str, ...], value: Any) -> dict[str, An
 
 
 def _drop(obj: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
-    out = json.loads(json.dumps(obj))
+    out: dict[str, Any] = json.loads(json.dumps(obj))
     target = out
     for part in path[:-1]:
         target = target[part]

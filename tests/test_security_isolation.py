@@ -25,6 +25,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
@@ -227,12 +228,10 @@ async def test_ingest_keeps_each_tenants_records_in_its_own_partition(
     finally:
         await producer.stop()
 
-    def manifest() -> dict[str, object]:
-        path = root / "MANIFEST.json"
-        return json.loads(path.read_text()) if path.exists() else {"files": []}
-
     def rows(tenant: str) -> int:
-        return sum(f["rows"] for f in manifest()["files"] if f["tenant"] == tenant)  # type: ignore[attr-defined,index]
+        path = root / "MANIFEST.json"
+        files: list[dict[str, Any]] = json.loads(path.read_text())["files"] if path.exists() else []
+        return sum(f["rows"] for f in files if f["tenant"] == tenant)
 
     async with IngestWorker(settings, pipeline=build_pipeline(settings)) as worker:
         await asyncio.wait_for(worker.ready.wait(), 60)
