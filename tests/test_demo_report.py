@@ -73,6 +73,7 @@ def test_fold_counts_routes_once_per_request_and_keeps_latencies() -> None:
     assert state.devices["edge-0"].done == 2
     assert state.latency(50, "cloud") == 9000
     assert state.latency(95) == 9000
+    assert state.latency(25) == 0  # like the summary's p50/p95: over every finished request, failed ones too
     assert state.requests_per_s(window_s=10.0) == 4 / 6.0
 
 
