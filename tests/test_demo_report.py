@@ -89,6 +89,7 @@ def test_scrapes_give_rates_and_a_restart_gives_none() -> None:
     state.apply({"kind": "scrape", "t": 4.0, "name": "cloud", "values": {"cloud_deadletters": 2.0}})
     state.apply({"kind": "scrape", "t": 4.0, "name": "edge-0", "values": {"spool": 3.0}})
     assert state.deadletters() == 2
+    assert state.procs["edge-0"].msgs_per_s is None  # a spool depth is not a message count
     assert state.device_metric("edge-0", "spool") == 3
     state.apply({"kind": "scrape", "t": 5.0, "name": "edge-0", "values": {"spool": 1.0, "pending": 1.0}})
     state.apply({"kind": "proc", "t": 6.0, "name": "edge-0", "state": "exited", "rc": 0})

@@ -20,7 +20,7 @@ from ebrain.summary import percentile
 
 ROUTES = ("local", "cloud", "cache")
 # The counters whose rate is a process's messages/s (each process exposes only its own).
-_MESSAGE_COUNTERS = ("gateway_uplink", "gateway_downlink", "cloud_requests", "ingest_consumed")
+_MESSAGE_COUNTERS = ("gateway_uplink", "gateway_downlink", "cloud_requests", "ingest_consumed", "edge_requests")
 
 
 @dataclass
@@ -152,10 +152,12 @@ def _outcome(state: DemoState, event: dict[str, Any]) -> None:
 def _scrape(state: DemoState, event: dict[str, Any]) -> None:
     name, values = str(event["name"]), dict(event["values"])
     state.metrics[name] = values
+    proc = state.procs.setdefault(name, Proc(name))
+    if not any(k in values for k in _MESSAGE_COUNTERS):
+        return  # nothing it counts is a message
     messages = sum(values.get(k, 0.0) for k in _MESSAGE_COUNTERS)
     last = state._last_scrape.get(name)
     state._last_scrape[name] = (state.now, messages)
-    proc = state.procs.setdefault(name, Proc(name))
     # A restarted process starts its counters at zero again: no rate for that interval.
     if last is not None and state.now > last[0] and messages >= last[1]:
         proc.msgs_per_s = (messages - last[1]) / (state.now - last[0])

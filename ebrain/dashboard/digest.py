@@ -19,6 +19,7 @@ _SERIES: dict[str, tuple[str, Filter | None]] = {
     "cloud_requests": ("ebrain_cloud_requests_total", None),
     "cache_lookups": ("ebrain_cloud_cache_lookups_total", None),
     "cache_hits": ("ebrain_cloud_cache_lookups_total", ("outcome", frozenset({"exact_hit", "semantic_hit"}), True)),
+    "edge_requests": ("ebrain_edge_requests_total", None),
     "spool": ("ebrain_edge_spool_entries", None),
     "spool_dropped": ("ebrain_edge_spool_dropped_total", None),
     "pending": ("ebrain_edge_pending_escalations", None),
