@@ -2,8 +2,9 @@
 
 Timeline: the devices start (a fresh tenant per run, so runs on one stack never mix); once a quarter of the
 requests went out the fault is injected, held `duration_s`, cleared; the devices keep sending throughout.
-When every request has its outcome at the device, Kafka is read back until every sent id is accounted for
-and every escalation answered, or `settle_s` passes; whatever is still unaccounted for then is `lost`.
+After the clearing, one deadline (`settle_s` plus the time the remaining sends take) bounds both the wait for
+every request's outcome at the device and the reading back of Kafka until every sent id is accounted for and
+every escalation answered; whatever is still unaccounted for then is `lost`.
 
 `recovery_s` is the time from the moment the fault was cleared to the first message flowing end to end
 again: for `uplink` scenarios, the first new record on the Kafka uplink topics (the run's traffic; sampled
@@ -150,9 +151,13 @@ async def run_scenario(stack: ChaosStack, scenario: Scenario, config: RunConfig 
             finally:  # a run that fails half-way must not leave the shared stack broken
                 cleared_at = time.time()  # the repair starts: a restart's own start-up counts as recovery
                 await scenario.clear(stack)
-            await tally.wait(lambda: tally.done.is_set() and len(tally.outcomes) >= len(tally.sent),
-                             duration + config.settle_s + 120)
-            ledger, observed = await _settle(stack, tenant, tally, config.settle_s)
+            # One deadline for both waits: the devices' outcomes (an escalation that was lost never gets one)
+            # and the ledger settling; what is unaccounted for then is lost.
+            deadline = time.monotonic() + config.settle_s + config.messages * interval
+            with contextlib.suppress(TimeoutError):
+                await tally.wait(lambda: tally.done.is_set() and len(tally.outcomes) >= len(tally.sent),
+                                 deadline - time.monotonic())
+            ledger, observed = await _settle(stack, tenant, tally, deadline)
         if scenario.flow == "uplink":
             flowed = watch.first_growth_after(cleared_at)
             recovery = None if flowed is None else round(max(0.0, flowed - cleared_at), 2)
@@ -167,10 +172,9 @@ async def run_scenario(stack: ChaosStack, scenario: Scenario, config: RunConfig 
             "messages_per_device": config.messages, "wall_s": round(time.time() - started, 1), "tenant": tenant}
 
 
-async def _settle(stack: ChaosStack, tenant: str, tally: Tally, settle_s: float) -> tuple[Ledger, Any]:
-    end = time.monotonic() + settle_s
+async def _settle(stack: ChaosStack, tenant: str, tally: Tally, deadline: float) -> tuple[Ledger, Any]:
     while True:
         ledger, observed = await _ledger(stack, tenant, tally)
-        if _settled(ledger) or time.monotonic() > end:
+        if _settled(ledger) or time.monotonic() > deadline:
             return ledger, observed
         await asyncio.sleep(1.0)

@@ -107,8 +107,10 @@ class ChaosStack:
         return child_env(
             kafka_bootstrap=self.kafka.bootstrap, backends=json.dumps([backend]),
             redis_url=f"redis://127.0.0.1:{self.servers['redis'].port}/0", cache__semantic="false",
-            ratelimit__device_requests=0, ratelimit__device_tokens=0, ratelimit__tenant_requests=0,
-            ratelimit__tenant_tokens=0, group_id=f"chaos-cloud-{self.id}", session_timeout_ms=6000,
+            # Generous limits, but limits: the limiter must consult Redis, so redis-down exercises its policy.
+            ratelimit__device_requests=100_000, ratelimit__device_tokens=10_000_000,
+            ratelimit__tenant_requests=100_000, ratelimit__tenant_tokens=10_000_000,
+            group_id=f"chaos-cloud-{self.id}", session_timeout_ms=6000,
             heartbeat_interval_ms=1000, retry_delay_ms=1000, max_retry_attempts=1000, max_rounds=1,
             default_deadline_ms=300_000, state_dir=self.workdir / "state",
         )
