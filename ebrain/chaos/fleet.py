@@ -26,9 +26,10 @@ Emit = Callable[[dict[str, Any]], None]
 
 
 def request_for(run: str, device: str, n: int, max_tokens: int = 8) -> InferenceRequest:
-    """The n-th request of `device` in run `run`: odd ones escalate (tag `cloud`), even ones stay local."""
+    """The n-th request of `device` (its name starts with the run id) in run `run`: odd ones escalate (tag `cloud`),
+    even ones stay local."""
     return InferenceRequest(
-        request_id=f"{run}-{device}-{n}", prompt=f"[{run} {device} #{n}] What is {n} plus {n}?",
+        request_id=f"{device}-{n}", prompt=f"[{run} {device} #{n}] What is {n} plus {n}?",
         tags=("cloud",) if n % 2 else (), max_tokens=max_tokens,
     )
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 import uuid
 from dataclasses import dataclass
@@ -46,12 +47,14 @@ class Tally:
     """The devices' lines: ids sent, outcomes, refusals."""
 
     def __init__(self) -> None:
+        self.lines: list[dict[str, Any]] = []  # everything the devices printed, for the run's record
         self.sent: list[str] = []
         self.outcomes: dict[str, dict[str, Any]] = {}
         self.done = asyncio.Event()
         self.changed = asyncio.Event()
 
     def on_line(self, _name: str, obj: dict[str, Any]) -> None:
+        self.lines.append(obj)
         event = obj.get("event")
         if event == "sent":
             self.sent.append(obj["request_id"])
@@ -165,6 +168,7 @@ async def run_scenario(stack: ChaosStack, scenario: Scenario, config: RunConfig 
             recovery = recovery_s(cleared_at, (r.at_s for r in observed.replies if r.status == "ok"))
     finally:
         await fleet.stop()
+        _record(stack, tenant, tally)
     answered_in_fault = sum(1 for r in observed.replies if r.status == "ok" and injected_at <= r.at_s <= cleared_at)
     return {"scenario": scenario.name, **ledger.to_json(), "recovery_s": recovery, "fault_s": duration,
             "answered_during_fault": answered_in_fault,
@@ -178,3 +182,10 @@ async def _settle(stack: ChaosStack, tenant: str, tally: Tally, deadline: float)
         if _settled(ledger) or time.monotonic() > deadline:
             return ledger, observed
         await asyncio.sleep(1.0)
+
+
+def _record(stack: ChaosStack, tenant: str, tally: Tally) -> None:
+    """The devices' lines of this run (sent, outcomes with reasons) under <workdir>/runs/, for post-mortems."""
+    path = stack.workdir / "runs" / f"{tenant}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(line) + "\n" for line in tally.lines))
