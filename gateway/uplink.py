@@ -45,7 +45,7 @@ class UplinkStats:
     replies: int = 0
 
 
-@dataclass
+@dataclass(slots=True)
 class _InFlight:
     message: MqttMessage
     record: KafkaRecord | None  # None: refused before Kafka (rate limited)
@@ -118,7 +118,10 @@ class Uplink:
                 else:
                     item.future = result
         for item in pending:
-            await window.put(item)
+            if window.full():
+                await window.put(item)  # the in-flight bound: wait for the acker
+            else:
+                window.put_nowait(item)  # no coroutine per message on the hot path
         metrics.UPLINK_INFLIGHT.set(window.qsize())
 
     def _prepare(self, message: MqttMessage) -> _InFlight:
@@ -168,7 +171,7 @@ class Uplink:
         return _InFlight(message, record, _kind_of(message.topic), "deadlettered", started)
 
     async def _ack_in_order(self, window: asyncio.Queue[_InFlight | None]) -> None:
-        while (item := await window.get()) is not None:
+        while (item := window.get_nowait() if window.qsize() else await window.get()) is not None:
             if item.record is not None:
                 await self._settle(item)
                 metrics.KAFKA_PRODUCE_SECONDS.observe(time.perf_counter() - item.started)
