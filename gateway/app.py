@@ -46,18 +46,22 @@ class Gateway(Lifecycle):
         self._mqtt = MqttClient(s.mqtt, client_id=s.client_id, manual_ack=True, max_queued_incoming=s.max_inflight)
         await self._mqtt.start()
         suback: asyncio.Future[None] | None = None
+        uplink_filter = mqtt_uplink_filter(s.share_group)
         try:
             if self._mqtt.session_present:
-                # The broker kept our subscription, and its backlog may arrive ahead of the SUBACK: that is
-                # read only once the uplink drains the backlog (after Kafka is up), so confirm it there.
-                suback = self._mqtt.start_subscribe(mqtt_uplink_filter(s.share_group), qos=1)
+                # The broker kept our session (a plain subscription survives a broker restart with persistence;
+                # Mosquitto drops shared ones, so subscribe again anyway), and its backlog may arrive ahead of
+                # the SUBACK: that is read only once the uplink drains the backlog (after Kafka is up), so
+                # confirm it there.
+                suback = self._mqtt.start_subscribe(uplink_filter, qos=1)
             else:
-                await self._mqtt.subscribe(mqtt_uplink_filter(s.share_group), qos=1)
+                await self._mqtt.subscribe(uplink_filter, qos=1)
         except BaseException:
             await self._mqtt.stop()
             raise
         self._task = asyncio.create_task(self._run(self._mqtt, suback), name="gateway")
-        log.info("gateway started", extra={"client_id": s.client_id, "share_group": s.share_group})
+        log.info("gateway started", extra={"client_id": s.client_id, "uplink_filter": uplink_filter,
+                                           "session_present": self._mqtt.session_present})
 
     async def stop(self) -> None:
         """Cancel and await both bridges, close Kafka clients, then disconnect MQTT. Idempotent."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ebrain.config import KafkaSettings, MqttSettings
@@ -25,8 +25,13 @@ class GatewaySettings(BaseSettings):
     mqtt: MqttSettings = MqttSettings()
     kafka: KafkaSettings = KafkaSettings()
     client_id: str = Field(default_factory=_default_client_id, min_length=1, max_length=64)
-    # Replicas in one share group split the uplink (MQTT v5 shared subscription).
-    share_group: str = Field(default="ebrain-gateway", pattern=r"^[A-Za-z0-9_-]+$")
+    # How the gateway subscribes to the uplink. None (default; "" in the environment): a plain subscription in
+    # its persistent session, which the broker restores and queues for across a broker restart; right for ONE
+    # replica (each plain subscriber gets every message). A group name: an MQTT v5 shared subscription
+    # ($share/<group>/...), so several replicas split the uplink; Mosquitto 2.0 does not restore shared
+    # subscriptions after its own restart, so uplinks published before the gateway resubscribes are dropped
+    # (see README, Reliability).
+    share_group: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]+$")
     downlink_group: str = "ebrain-gateway-down"
     # Uplink messages between MQTT receipt and Kafka ack; also the MQTT Receive Maximum.
     max_inflight: int = Field(default=1000, ge=1, le=65535)
@@ -49,3 +54,9 @@ class GatewaySettings(BaseSettings):
     rate_limited_kinds: frozenset[str] = frozenset({"request", "escalation", "telemetry"})
     # Reject replies waiting for their MQTT publish; beyond this they are dropped and counted.
     max_pending_replies: int = Field(default=1000, ge=1)
+
+    @field_validator("share_group", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        # EBRAIN_SHARE_GROUP="" turns a shared subscription off where the variable cannot simply be unset.
+        return None if isinstance(value, str) and not value.strip() else value

@@ -98,8 +98,10 @@ class ChaosStack:
         await asyncio.gather(*(c.start() for c in self.children.values()))
 
     def _gateway_env(self) -> dict[str, str]:
+        # One gateway, so a plain uplink subscription (share_group ""): Mosquitto restores it from persistence
+        # and queues for it across a restart, where a shared one would be gone (mqtt-restart would lose uplinks).
         return child_env(mqtt__port=self.servers["mqtt"].port, kafka_bootstrap=self.kafka.bootstrap,
-                         client_id=f"chaos-gateway-{self.id}", state_dir=self.workdir / "state")
+                         client_id=f"chaos-gateway-{self.id}", share_group="", state_dir=self.workdir / "state")
 
     def _cloud_env(self) -> dict[str, str]:
         backend = {"name": "llama", "url": f"http://127.0.0.1:{self.proxies['backend'].port}", "model": "llama",
