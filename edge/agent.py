@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
 from schemas.topics import mqtt_downlink_filter, parse_mqtt
 
 log = logging.getLogger(__name__)
+# Refusal reasons when the spool cannot take a must-arrive message (InferenceResult.reason, metric label).
+SPOOL_FULL, SPOOL_IO_ERROR = "spool_full", "spool_io_error"
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,8 +147,8 @@ class EdgeAgent:
                 decision = after_inference(request, answer, self._policy)
         if not decision.escalate and completion is not None:
             result = self._local_result(request, completion, decision)
-            if not await self._send(make(result, tenant=self.tenant, device=self.device, trace_id=trace_id)):
-                return await self._reject(request, trace_id, start, "spool_full")
+            if refused := await self._send(make(result, tenant=self.tenant, device=self.device, trace_id=trace_id)):
+                return await self._reject(request, trace_id, start, refused)
             self.counters["local"] += 1
             return self._finish(start, result)
         return await self._escalate(request, completion, decision, trace_id, start)
@@ -158,21 +161,30 @@ class EdgeAgent:
         self.counters["latency_ms_sum"] += completion.latency_ms
         return completion
 
-    async def _send(self, envelope: Envelope[Any]) -> bool:
-        """Hand one message to the uplink; False when the spool is full of must-arrive messages."""
+    async def _send(self, envelope: Envelope[Any]) -> str | None:
+        """Hand one message to the uplink; the refusal reason when the spool cannot take it, else None.
+
+        `spool_full`: the spool holds its bound of must-arrive messages. `spool_io_error`: the spool's file
+        cannot be written (a full disk, an I/O error): the message is not kept, so the caller refuses the work.
+        """
         try:
             await self._uplink.send(envelope)
         except SpoolFullError as exc:
             log.warning("spool full: refusing work", extra={"msg_id": envelope.id, "err": str(exc), **self._who()})
-            return False
-        return True
+            return SPOOL_FULL
+        except sqlite3.OperationalError as exc:  # "database or disk is full"; "disk I/O error" (e.g. EFBIG)
+            metrics.SPOOL_IO_ERRORS.inc()
+            log.warning("spool write failed: refusing work", extra={"msg_id": envelope.id, "type": envelope.type,
+                                                                  "err": str(exc)[:300], **self._who()})
+            return SPOOL_IO_ERROR
+        return None
 
     async def _reject(self, request: InferenceRequest, trace_id: str, start: float, reason: str) -> Outcome:
         """Refuse at once with a clear reply, published (best effort) so the fleet sees the refusal too."""
         result = self._status(request, "rejected", reason)
         self.counters["rejected"] += 1
         metrics.REJECTED.labels(reason).inc()
-        if reason != "spool_full":  # with a full spool there is nowhere to put the reply
+        if reason not in (SPOOL_FULL, SPOOL_IO_ERROR):  # the spool cannot take the reply either
             await self._send(make(result, tenant=self.tenant, device=self.device, trace_id=trace_id))
         return self._finish(start, result)
 
@@ -194,8 +206,8 @@ class EdgeAgent:
             metrics.PENDING.set(len(self._pending))
             try:
                 envelope = make(escalation, tenant=self.tenant, device=self.device, trace_id=trace_id)
-                if not await self._send(envelope):
-                    return await self._reject(request, trace_id, start, "spool_full")
+                if refused := await self._send(envelope):
+                    return await self._reject(request, trace_id, start, refused)
                 self.counters["escalated"] += 1
                 log.info("escalated", extra=self._ids(request, trace_id, msg_id=envelope.id, reason=decision.reason))
                 async with asyncio.timeout(self._reply_timeout_s):  # not wait_for: see edge.forward._publish

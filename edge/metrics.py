@@ -12,6 +12,8 @@ E2E = Histogram(
 PENDING = Gauge("ebrain_edge_pending_escalations", "Escalations waiting for a cloud reply")
 DUPLICATE_REPLIES = Counter("ebrain_edge_duplicate_replies_total", "Cloud replies seen twice or for unknown ids")
 BAD_DOWNLINK = Counter("ebrain_edge_bad_downlink_total", "Downlink messages refused", ["reason"])
+SPOOL_IO_ERRORS = Counter("ebrain_edge_spool_io_errors_total",
+                          "Messages the spool could not write (disk full, I/O error); their work was refused")
 REJECTED = Counter("ebrain_edge_rejected_total", "Requests refused at once, with a published reply", ["reason"])
 TOKENS_PER_S = Gauge("ebrain_edge_tokens_per_second", "Generation rate over the last telemetry interval")
 QUEUE_DEPTH = Gauge("ebrain_edge_queue_depth", "Requests admitted by the local engine and not finished")
