@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -74,10 +75,16 @@ async def device_stack(settings: EdgeSettings, engine: Engine, device: str) -> A
             reply_timeout_s=settings.reply_timeout_s, telemetry_interval_s=settings.telemetry_interval_s, ota=ota,
         )
         async with agent:
+            cancelled = False
             try:
                 yield agent
+            except asyncio.CancelledError:
+                cancelled = True  # stopping now (e.g. a signal): no drain; the spool keeps its messages
+                raise
             finally:
-                if settings.drain_timeout_s and len(spool):
+                if cancelled:
+                    log.info("stopped without drain", extra={"left": len(spool), "device": device})
+                elif settings.drain_timeout_s and len(spool):
                     drained = await forward.flush(settings.drain_timeout_s)
                     log.info("shutdown drain", extra={"drained": drained, "left": len(spool), "device": device})
 

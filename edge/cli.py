@@ -11,6 +11,7 @@ from typing import Any
 import typer
 
 app = typer.Typer(no_args_is_help=True)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def outcome_line(tenant: str, device: str, outcome: Any) -> dict[str, Any]:
@@ -25,32 +26,57 @@ def outcome_line(tenant: str, device: str, outcome: Any) -> dict[str, Any]:
 
 
 async def _run(settings: Any, prompts: Any, requests: int, offset: int, forever: bool) -> int:
+    """Serve until the prompts are done (and, with `forever`, until a signal); SIGTERM/SIGINT stop it at once.
+
+    A signal cancels whatever is awaited (model load, local inference, a wait for the cloud's reply of up to
+    reply_timeout_s, the shutdown drain): everything is closed on the way out, and messages still in the spool
+    stay there for the next start. A second signal gets the default action (ends the process).
+    """
+    main = asyncio.current_task()
+    assert main is not None
+    loop = asyncio.get_running_loop()
+    received: list[str] = []
+
+    def on_signal(sig: signal.Signals) -> None:
+        received.append(sig.name)
+        for each in STOP_SIGNALS:
+            loop.remove_signal_handler(each)
+        main.cancel()
+
+    for sig in STOP_SIGNALS:
+        loop.add_signal_handler(sig, on_signal, sig)
+    progress = {"sent": 0}
+    try:
+        await _serve(settings, prompts, requests, offset, forever, progress)
+    except asyncio.CancelledError:
+        if not received:
+            raise
+        main.uncancel()
+        print(json.dumps({"event": "stopped", "signal": received[0], "device": settings.device, **progress}),
+              flush=True)
+    return 0
+
+
+async def _serve(settings: Any, prompts: Any, requests: int, offset: int, forever: bool,
+                 progress: dict[str, int]) -> None:
     from edge.app import running_agent  # noqa: PLC0415
     from schemas import InferenceRequest, new_id  # noqa: PLC0415
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    sent = 0
     async with running_agent(settings) as agent:
         print(json.dumps({"event": "ready", "device": settings.device, "tenant": settings.tenant}), flush=True)
         for i in range(requests):
-            if stop.is_set():
-                break
             prompt = prompts[(offset + i) % len(prompts)]
             request = InferenceRequest(
                 request_id=f"{settings.device}-{i}-{new_id()[-6:]}", prompt=prompt.text,
                 system=settings.system_prompt, tags=prompt.tags, max_tokens=prompt.max_tokens,
             )
-            sent += 1
+            progress["sent"] += 1
             outcome = await agent.handle(request)
             print(json.dumps(outcome_line(settings.tenant, settings.device, outcome)), flush=True)
         await agent.publish_telemetry()
-        print(json.dumps({"event": "done", "device": settings.device, "sent": sent}), flush=True)
+        print(json.dumps({"event": "done", "device": settings.device, "sent": progress["sent"]}), flush=True)
         if forever:
-            await stop.wait()
-    return 0
+            await asyncio.Event().wait()  # until a signal cancels us
 
 
 @app.command("run")
