@@ -33,6 +33,8 @@ def demo(
     ingest: bool = typer.Option(True, help="Run the ingest worker (PII-filtered records into the dataset)."),
     dashboard: bool = typer.Option(
         True, help="A live dashboard when stdout is a terminal (never with --json); plain lines otherwise."),
+    scenario: str | None = typer.Option(
+        None, help="Inject a chaos scenario into the running fleet (gateway-kill, worker-kill); `lost` stays 0."),
 ) -> None:
     """Run gateway, cloud worker, ingest and N simulated devices over real brokers; `lost` must be 0.
 
@@ -46,12 +48,18 @@ def demo(
     if problem := missing_for_fleet():
         typer.echo(f"error: {problem}", err=True)
         raise typer.Exit(2)
+    if scenario is not None:
+        from ebrain.demo_chaos import check  # noqa: PLC0415
+
+        if problem := check(scenario):
+            typer.echo(f"error: {problem}", err=True)
+            raise typer.Exit(2)
 
     config = DemoConfig(devices=devices, requests=requests, model=model, state_dir=state_dir, ingest=ingest,
                         tenant=os.environ.get("EBRAIN_TENANT", "demo"))
     try:
         with Board(live=dashboard and not json_out and sys.stdout.isatty(), echo=echo) as board:
-            summary = _run(config, board, keep_stack=keep_stack, flywheel=flywheel)
+            summary = _run(config, board, keep_stack=keep_stack, flywheel=flywheel, scenario=scenario)
             summary["report"] = str(_report(config, board, summary))
     except RuntimeError as exc:  # a process that did not start names its log; the fleet and stack are down again
         typer.echo(f"error: {exc}", err=True)
@@ -66,7 +74,8 @@ def demo(
         raise typer.Exit(1)
 
 
-def _run(config: DemoConfig, board: Board, *, keep_stack: bool, flywheel: bool) -> dict[str, Any]:
+def _run(config: DemoConfig, board: Board, *, keep_stack: bool, flywheel: bool,
+         scenario: str | None = None) -> dict[str, Any]:
     from ebrain import stack  # noqa: PLC0415
     from ebrain.demo import run_demo, step  # noqa: PLC0415
 
@@ -85,7 +94,15 @@ def _run(config: DemoConfig, board: Board, *, keep_stack: bool, flywheel: bool) 
         "EBRAIN_REDIS_URL": running.redis_url,
     }
     try:
-        summary = asyncio.run(run_demo(config, board, env))
+        hook = None
+        if scenario is not None:
+            from ebrain.demo_chaos import during  # noqa: PLC0415
+
+            hook = during(scenario, board)
+        summary = asyncio.run(run_demo(config, board, env, during=hook))
+        if scenario is not None:
+            restarts = [e["name"] for e in board.events if e.get("kind") == "proc" and e.get("state") == "restarting"]
+            summary |= {"scenario": scenario, "restarted": restarts}
         if flywheel:
             summary |= _flywheel(config, board)
     finally:

@@ -93,7 +93,8 @@ async def test_device_to_cloud_and_back_in_one_process(
 
 
 def test_demo_runs_the_fleet_as_processes_and_loses_nothing(tmp_path: Path) -> None:
-    """`ebrain demo --json` on the tiny model: its own stack (free ports), gateway, worker, 2 devices."""
+    """`ebrain demo --scenario gateway-kill --json` on the tiny model: its own stack (free ports), gateway, worker,
+    2 devices; the gateway is killed with SIGKILL mid-run and restarted."""
     uid = uuid.uuid4().hex[:8]
     env = {
         **os.environ,
@@ -101,7 +102,8 @@ def test_demo_runs_the_fleet_as_processes_and_loses_nothing(tmp_path: Path) -> N
         "EBRAIN_STACK_REDIS_PORT": str(_free_port()),
         "EBRAIN_SHARE_GROUP": f"demo-{uid}",
         "EBRAIN_CLIENT_ID": f"demo-gw-{uid}",
-        "EBRAIN_MQTT__SESSION_EXPIRY_S": "0",
+        # The gateway's session must outlive its kill (the broker queues for it meanwhile), and not the test by much.
+        "EBRAIN_MQTT__SESSION_EXPIRY_S": "120",
         "EBRAIN_TENANT": f"t{uid}",
         # Random weights: let confidence pass, so both routes are exercised (tags send the rest to the cloud).
         "EBRAIN_MIN_CONFIDENCE": "0",
@@ -114,14 +116,15 @@ def test_demo_runs_the_fleet_as_processes_and_loses_nothing(tmp_path: Path) -> N
     env.pop("EBRAIN_REDIS_URL", None)
     proc = subprocess.run(
         [sys.executable, "-m", "ebrain", "demo", "--model", "tiny", "--devices", "2", "--requests", "3",
-         "--json", "--state-dir", str(tmp_path / "state")],
+         "--scenario", "gateway-kill", "--json", "--state-dir", str(tmp_path / "state")],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=240, check=False,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["sent"] == 6
     assert summary["lost"] == 0
-    assert summary["failed"] == 0
+    assert (summary["scenario"], summary["restarted"]) == ("gateway-kill", ["gateway"])
+    assert summary["failed"] == 0, summary
     assert summary["answered_local"] >= 1
     assert summary["answered_cloud"] >= 1
     assert summary["answered_local"] + summary["answered_cloud"] == 6
