@@ -135,7 +135,7 @@ class Uplink:
         if self._limiter.enabled and kind in s.rate_limited_kinds:
             scope = self._limiter.check(envelope.tenant, envelope.device, time.monotonic())
             if scope is not None:
-                reply = reject_reply(envelope, scope)
+                reply = reject_reply(envelope, scope, traceparent_in=dict(message.user_properties).get("traceparent"))
                 action = "replied" if reply is not None else "dropped"
                 metrics.RATE_LIMITED.labels(scope=scope.value, kind=kind, action=action).inc()
                 log.info(
@@ -201,7 +201,7 @@ class Uplink:
         while True:
             reply = await self._replies.get()
             try:
-                await self._mqtt.publish(reply.topic, reply.payload, qos=1)
+                await self._mqtt.publish(reply.topic, reply.payload, qos=1, user_properties=reply.user_properties)
             except MqttError as exc:
                 metrics.REJECT_REPLIES.labels(outcome="failed").inc()
                 log.warning("reject reply not published", extra={"msg_id": reply.envelope.id, "error": repr(exc)})

@@ -239,11 +239,20 @@ async def test_over_the_limit_the_device_gets_rejected_replies_and_nothing_is_si
     settings = _gateway(broker, kafka_settings, device_rate_per_s=0.001, device_burst=2)
     async with Gateway(settings) as gateway:
         await asyncio.wait_for(gateway.ready.wait(), 30)
+        sent_span = "00f067aa0ba902b7"
         for n in range(5):
-            await device.publish(mqtt_uplink(tenant, dev, "request"), _request(tenant, dev, n))
+            raw = _request(tenant, dev, n)
+            parent = f"00-{decode(raw).trace_id}-{sent_span}-01"
+            await device.publish(mqtt_uplink(tenant, dev, "request"), raw, user_properties=[("traceparent", parent)])
         telemetry = make(Telemetry(model_id="m", model_version="1", uptime_s=1.0), tenant=tenant, device=dev)
         await device.publish(mqtt_uplink(tenant, dev, "telemetry"), encode(telemetry))
-        replies = [decode((await _next(device)).payload).data for _ in range(3)]
+        messages = [await _next(device) for _ in range(3)]
+        replies = [decode(m.payload).data for m in messages]
+        # Each refusal continues the device's trace as a new span (one message, one trace, even when refused).
+        for m in messages:
+            header = dict(m.user_properties)["traceparent"]
+            assert header.split("-")[1] == decode(m.payload).trace_id
+            assert header.split("-")[2] != sent_span
         await _until_acked(gateway, 6)
         produced = await _kafka_values(kafka_settings, "ebrain.request", f"{tenant}/{dev}".encode(), 2)
     assert [decode(v).data.request_id for v in produced] == ["r0", "r1"]

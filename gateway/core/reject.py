@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ebrain.observability import trace
 from gateway.core.downlink import MqttOut
 from gateway.core.ratelimit import Scope
 from schemas import Envelope, Escalation, InferenceRequest, InferenceResult, Reason, encode, make
@@ -21,8 +22,11 @@ def _request_id(envelope: Envelope[Any]) -> str | None:
     return None
 
 
-def reject_reply(envelope: Envelope[Any], scope: Scope, *, source: str = "ebrain://gateway") -> MqttOut | None:
-    """A `rejected` InferenceResult for a refused request or escalation, on the device's downlink.
+def reject_reply(
+    envelope: Envelope[Any], scope: Scope, *, source: str = "ebrain://gateway", traceparent_in: str | None = None
+) -> MqttOut | None:
+    """A `rejected` InferenceResult for a refused request or escalation, on the device's downlink; its
+    `traceparent` user property is a child of the device's (`traceparent_in`), so the refusal is in the trace.
 
     None for kinds that have no request to answer (telemetry, feedback, results): the caller counts those.
     """
@@ -43,4 +47,6 @@ def reject_reply(envelope: Envelope[Any], scope: Scope, *, source: str = "ebrain
         topic=mqtt_downlink(envelope.tenant, envelope.device, InferenceResult.KIND),
         payload=encode(reply, max_bytes=2**31),
         envelope=reply,
+        user_properties=((trace.HEADER, trace.next_hop(envelope.trace_id, traceparent_in)),),
+        traceparent_in=traceparent_in,
     )
