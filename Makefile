@@ -8,8 +8,12 @@ EXTRAS ?= dev
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 # A portable build: -march=native turns on llama.cpp's AMX kernels on Sapphire Rapids, which crash on quantized
 # models (ggml-org/llama.cpp#20824); the engine also guards against that for wheels built natively elsewhere.
+# llamafile's tinyBLAS matmul (GGML_LLAMAFILE) is off: on AVX2-only CPUs this build of it gives wrong batched prompt
+# evaluation (measured: SmolLM2 answers "La femme de France..." for n_batch >= 8, "Paris" for n_batch 1 and with
+# it off; torch on the same GGUF agrees with the latter).
 ifeq ($(shell uname -m),x86_64)
-export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_LLAMAFILE=OFF
+LLAMA_CHECK := 1
 endif
 
 .PHONY: install lint test demo stack-up stack-down clean help
@@ -24,6 +28,12 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip wheel
 	$(BIN)/python -m pip install -e '.[$(EXTRAS)]'
+ifdef LLAMA_CHECK
+	@# pip's wheel cache ignores CMAKE_ARGS: a llama.cpp wheel cached from a build with llamafile on is rebuilt.
+	@$(BIN)/python -c 'import sys, llama_cpp; sys.exit("LLAMAFILE = 1" in llama_cpp.llama_print_system_info().decode())' \
+		|| $(BIN)/python -m pip install --no-cache-dir --force-reinstall --no-deps \
+			"llama-cpp-python==$$($(BIN)/python -c 'import importlib.metadata as m; print(m.version("llama-cpp-python"))')"
+endif
 	touch $(STAMP)
 
 install: $(STAMP)
