@@ -23,8 +23,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.asyncio(loop
               pytest.mark.timeout(240)]
 
 DEVICES, MESSAGES = 2, 6
+# edge-disk-full is held shortly: its recovery is the first answer to a request sent after the fault, and at 12
+# paced requests a 4 s fault sometimes left none to send afterwards (recovery_s None, nothing lost).
 FAULT_S = {"backend-down": 5.0, "backend-503": 5.0, "backend-hang": 8.0, "edge-offline": 5.0,
-           "edge-disk-full": 4.0, "kafka-down": 5.0, "redis-down": 4.0}
+           "edge-disk-full": 2.5, "kafka-down": 5.0, "redis-down": 4.0}
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
