@@ -148,7 +148,7 @@ def _gateways(port: int, bootstrap: str, replicas: int, workdir: Path, stack: Ex
         if profile:
             argv = [sys.executable, "-m", "cProfile", "-o", f"{profile}/gateway-{r}.prof", *argv[1:]]
         proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=log)
-        stack.callback(_stop_child, proc)
+        stack.callback(stop_child, proc)
         assert proc.stdout is not None
         line = proc.stdout.readline()
         if b'"ready"' not in line:
@@ -166,10 +166,11 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _stop_child(proc: subprocess.Popen[bytes]) -> None:
+def stop_child(proc: subprocess.Popen[bytes], wait_s: float = 30.0) -> None:
+    """SIGTERM, then SIGKILL if it is not gone after `wait_s` (the benches' child processes)."""
     proc.terminate()
     try:
-        proc.wait(20)
+        proc.wait(wait_s)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()

@@ -29,6 +29,8 @@ from typing import Any
 
 import typer
 
+from bench.gateway import stop_child
+
 MAX_RATE = 500.0  # msg/s
 MAX_MINUTES = 30.0
 TENANT = "load"
@@ -126,14 +128,6 @@ def _await_ready(proc: subprocess.Popen[bytes], name: str, log: Path, deadline_s
     threading.Thread(target=lambda: [None for _ in iter(lambda: stdout.read(4096), b"")], daemon=True).start()
 
 
-def _stop_child(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
 
 def _spawn(name: str, argv: list[str], env: dict[str, str], workdir: Path, stack: ExitStack,
            ready_s: float) -> int:
@@ -142,7 +136,7 @@ def _spawn(name: str, argv: list[str], env: dict[str, str], workdir: Path, stack
     stack.callback(log.close)
     proc = subprocess.Popen([sys.executable, "-m", "ebrain", *argv], env={**os.environ, **env},
                             stdout=subprocess.PIPE, stderr=log)
-    stack.callback(_stop_child, proc)
+    stack.callback(stop_child, proc)
     _await_ready(proc, name, log_path, ready_s)
     return proc.pid
 

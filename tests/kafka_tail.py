@@ -70,6 +70,25 @@ class Tail:
         return found
 
 
+async def read_until(kafka: KafkaSettings, topic: str, until: Callable[[list[Any]], bool],
+                     deadline_s: float = 60.0) -> list[Any]:
+    """Every record of `topic` from the start, once `until(records)` holds (AssertionError at the deadline)."""
+    consumer = AIOKafkaConsumer(topic, **client_options(kafka), group_id=None, auto_offset_reset="earliest",
+                                max_partition_fetch_bytes=4 * 1024 * 1024)
+    await consumer.start()
+    found: list[Any] = []
+    try:
+        async with asyncio.timeout(deadline_s):
+            while not until(found):
+                batches = await consumer.getmany(timeout_ms=200)
+                found += [r for recs in batches.values() for r in recs]
+    except TimeoutError:
+        raise AssertionError(f"{topic}: condition not met with {len(found)} records") from None
+    finally:
+        await consumer.stop()
+    return found
+
+
 def for_request(request_id: str) -> Callable[[Envelope[Any]], bool]:
     """Predicate: a result answering `request_id`."""
     return lambda env: isinstance(env.data, InferenceResult) and env.data.request_id == request_id

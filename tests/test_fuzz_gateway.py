@@ -13,11 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 from hypothesis import HealthCheck, given, settings
 
 from ebrain.config import KafkaSettings, MqttSettings
-from ebrain.kafka import client_options
 from ebrain.mqtt import MqttClient
 from ebrain.stack import private
 from gateway.app import Gateway
@@ -27,6 +25,7 @@ from schemas import DeadLetter, InvalidMessage, Reason, decode
 from schemas.deadletter import MAX_RAW_KEPT
 from schemas.topics import KAFKA_DEADLETTER, mqtt_uplink
 from tests.fuzz_strategies import Case, draw_cases, dumps, request_obj, uplink_cases
+from tests.kafka_tail import read_until
 
 TENANT, DEVICE = "acme", "dev-1"
 MAX_BYTES = 8 * 1024
@@ -92,20 +91,7 @@ async def gateway(brokers: tuple[MqttSettings, KafkaSettings]) -> AsyncIterator[
 
 
 async def _read_all(kafka: KafkaSettings, topic: str, until: Any, deadline_s: float = 60) -> list[Any]:
-    """Every record of `topic` from the start, once `until(records)` holds (AssertionError at the deadline)."""
-    consumer = AIOKafkaConsumer(topic, **client_options(kafka), group_id=None, auto_offset_reset="earliest")
-    await consumer.start()
-    found: list[Any] = []
-    try:
-        async with asyncio.timeout(deadline_s):
-            while not until(found):
-                batches = await consumer.getmany(timeout_ms=200)
-                found += [r for recs in batches.values() for r in recs]
-    except TimeoutError:
-        raise AssertionError(f"{topic}: condition not met with {len(found)} records") from None
-    finally:
-        await consumer.stop()
-    return found
+    return await read_until(kafka, topic, until, deadline_s)
 
 
 def _letter_key(letter: DeadLetter) -> tuple[str, bytes, int]:

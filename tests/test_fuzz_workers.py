@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
 from cloud.app import CloudWorker
 from cloud.ingest.app import IngestWorker, build_pipeline
@@ -28,13 +28,14 @@ from cloud.ingest.ingestor import ANSWERS, ESCALATIONS, RESULTS
 from cloud.ingest.settings import IngestSettings
 from cloud.settings import CloudSettings
 from ebrain.config import KafkaSettings
-from ebrain.kafka import client_options, ensure_topics, producer_options
+from ebrain.kafka import ensure_topics, producer_options
 from ebrain.stack import private
 from schemas import DeadLetter, InferenceRequest, InferenceResult, Reason, decode, encode, make, new_id
 from schemas.codec import MAX_MESSAGE_BYTES
 from schemas.deadletter import MAX_RAW_KEPT
 from schemas.topics import KAFKA_DEADLETTER, kafka_downlink, kafka_uplink
 from tests.fuzz_strategies import bodies, draw_cases
+from tests.kafka_tail import read_until
 
 pytestmark = pytest.mark.integration
 
@@ -75,21 +76,7 @@ def _letter_key(letter: DeadLetter) -> LetterKey:
 
 
 async def _read(kafka: KafkaSettings, topic: str, until: Any, deadline_s: float = WAIT_S) -> list[Any]:
-    """Every record of `topic` from the start, once `until(records)` holds (AssertionError at the deadline)."""
-    consumer = AIOKafkaConsumer(topic, **client_options(kafka), group_id=None, auto_offset_reset="earliest",
-                                max_partition_fetch_bytes=4 * 1024 * 1024)
-    await consumer.start()
-    found: list[Any] = []
-    try:
-        async with asyncio.timeout(deadline_s):
-            while not until(found):
-                batches = await consumer.getmany(timeout_ms=200)
-                found += [r for recs in batches.values() for r in recs]
-    except TimeoutError:
-        raise AssertionError(f"{topic}: condition not met with {len(found)} records") from None
-    finally:
-        await consumer.stop()
-    return found
+    return await read_until(kafka, topic, until, deadline_s)
 
 
 async def _check_dead_letters(kafka: KafkaSettings, bad: list[tuple[str, bytes, bytes, frozenset[Reason]]],
