@@ -221,22 +221,12 @@ def _pct(values: list[float], q: float) -> float:
 
 def run(n: int, procs: int, replicas: int, deadline_s: float) -> dict[str, Any]:
     """Both phases on a private Mosquitto and a private Tansu; the result dict (see module docstring)."""
-    import asyncio  # noqa: PLC0415
-
-    from ebrain.config import KafkaSettings  # noqa: PLC0415
-    from ebrain.kafka import ensure_topics  # noqa: PLC0415
     from ebrain.stack import private  # noqa: PLC0415
-    from schemas.topics import all_kafka_topics  # noqa: PLC0415
 
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="ebrain-bench-") as tmp:
         workdir = Path(tmp)
-        mqtt_port, kafka_port = private.free_port(), private.free_port()
-        mosquitto = private.start_mosquitto(workdir, mqtt_port)
-        stack.callback(private.stop, mosquitto)
-        tansu = private.start_tansu(workdir, kafka_port)
-        stack.callback(private.stop, tansu)
-        bootstrap = f"127.0.0.1:{kafka_port}"
-        asyncio.run(ensure_topics(KafkaSettings(bootstrap=bootstrap), all_kafka_topics()))
+        brokers = private.start_brokers(workdir, stack)
+        mosquitto, tansu, mqtt_port, bootstrap = brokers.mosquitto, brokers.tansu, brokers.mqtt_port, brokers.bootstrap
         broker_cpu = _cpu_s(mosquitto.pid)
         raw = _raw(mqtt_port, n, procs, deadline_s)
         raw_broker_cpu, broker_cpu = _cpu_s(mosquitto.pid) - broker_cpu, _cpu_s(mosquitto.pid)

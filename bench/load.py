@@ -143,20 +143,10 @@ def _spawn(name: str, argv: list[str], env: dict[str, str], workdir: Path, stack
 
 def start_components(stages: tuple[str, ...], workdir: Path, stack: ExitStack) -> tuple[int, str, dict[str, int]]:
     """Private brokers and the stage processes; (mqtt port, kafka bootstrap, pids by component)."""
-    import asyncio  # noqa: PLC0415
-
-    from ebrain.config import KafkaSettings  # noqa: PLC0415
-    from ebrain.kafka import ensure_topics  # noqa: PLC0415
     from ebrain.stack import private  # noqa: PLC0415
-    from schemas.topics import all_kafka_topics  # noqa: PLC0415
 
-    mqtt_port, kafka_port = private.free_port(), private.free_port()
-    mosquitto = private.start_mosquitto(workdir, mqtt_port)
-    stack.callback(private.stop, mosquitto)
-    tansu = private.start_tansu(workdir, kafka_port)
-    stack.callback(private.stop, tansu)
-    bootstrap = f"127.0.0.1:{kafka_port}"
-    asyncio.run(ensure_topics(KafkaSettings(bootstrap=bootstrap), all_kafka_topics()))
+    brokers = private.start_brokers(workdir, stack)
+    mosquitto, tansu, mqtt_port, bootstrap = brokers.mosquitto, brokers.tansu, brokers.mqtt_port, brokers.bootstrap
     uid = f"{os.getpid()}"
     pids = {"mosquitto": mosquitto.pid, "kafka": tansu.pid}
     pids["gateway"] = _spawn("gateway", ["gateway", "run", "--log-level", "WARNING"], {

@@ -6,10 +6,13 @@ processes and wait until they listen.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import subprocess
 import time
 from collections.abc import Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
 from ebrain.stack import binaries
@@ -91,3 +94,29 @@ def stop(proc: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@dataclass(frozen=True)
+class Brokers:
+    """A private Mosquitto and Tansu pair (see `start_brokers`)."""
+
+    mosquitto: subprocess.Popen[bytes]
+    tansu: subprocess.Popen[bytes]
+    mqtt_port: int
+    bootstrap: str
+
+
+def start_brokers(workdir: Path, stack: ExitStack) -> Brokers:
+    """Mosquitto and Tansu on free ports, every ebrain topic created; both stop when `stack` closes."""
+    from ebrain.config import KafkaSettings  # noqa: PLC0415
+    from ebrain.kafka import ensure_topics  # noqa: PLC0415
+    from schemas.topics import all_kafka_topics  # noqa: PLC0415
+
+    mqtt_port, kafka_port = free_port(), free_port()
+    mosquitto = start_mosquitto(workdir, mqtt_port)
+    stack.callback(stop, mosquitto)
+    tansu = start_tansu(workdir, kafka_port)
+    stack.callback(stop, tansu)
+    bootstrap = f"127.0.0.1:{kafka_port}"
+    asyncio.run(ensure_topics(KafkaSettings(bootstrap=bootstrap), all_kafka_topics()))
+    return Brokers(mosquitto, tansu, mqtt_port, bootstrap)
