@@ -214,7 +214,6 @@ class MqttClient(Lifecycle):
             if s.cert_file is not None:
                 context.load_cert_chain(s.cert_file, s.key_file)
             client.tls_set_context(context)
-        client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
         client.max_inflight_messages_set(s.max_inflight)
         client.max_queued_messages_set(self._max_out)
         client.on_connect = self._on_connect

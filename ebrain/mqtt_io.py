@@ -28,8 +28,9 @@ log = logging.getLogger(__name__)
 
 READ_BUDGET = 256  # packets read per callback before yielding to other tasks
 MISC_INTERVAL_S = 1.0
-# Reading packet by packet needs paho's private reader (paho-mqtt 2.x, pinned <3); without it, loop_read().
-_PACKET_READ = all(callable(getattr(paho.Client, name, None)) for name in ("_packet_read", "_loop_rc_handle"))
+# The driver reads packet by packet with paho's private `_packet_read` (paho-mqtt 2.x, pinned <3): loop_read()
+# returns the same code whether it read a packet or found the socket empty, so with ReadAheadClient's buffer it
+# could not tell when to stop. tests/test_mqtt_client.py fails if a paho release changes these internals.
 
 
 READ_AHEAD = 65536
@@ -164,14 +165,10 @@ class PahoDriver:
 
     def _readable(self) -> None:
         client = self._client
-        if not _PACKET_READ:
-            if not self._paused:
-                client.loop_read()
-            return
         for _ in range(READ_BUDGET):
             if self._paused or client.socket() is None:
                 return
-            rc = client._packet_read()  # private: see _PACKET_READ
+            rc = client._packet_read()  # private: why, at the top of this module
             if rc == MQTTErrorCode.MQTT_ERR_AGAIN:
                 return
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
