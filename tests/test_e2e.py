@@ -17,19 +17,15 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from cloud.app import CloudWorker
-from cloud.settings import CloudSettings
 from ebrain.config import KafkaSettings, MqttSettings
-from ebrain.inference.llama import LlamaCppEngine
 from ebrain.kafka import client_options
-from ebrain.models.tiny import write_tiny_llama
 from ebrain.mqtt import MqttClient
 from edge.agent import EdgeAgent
-from edge.core.policy import PolicyConfig
 from edge.uplink import MqttUplink
 from gateway.app import Gateway
-from gateway.settings import GatewaySettings
 from schemas import InferenceRequest, InferenceResult, decode
 from schemas.topics import kafka_uplink
+from tests.inprocess import in_process
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,15 +57,9 @@ async def test_device_to_cloud_and_back_in_one_process(
 ) -> None:
     uid = uuid.uuid4().hex[:8]
     tenant, device = f"t{uid}", f"d{uid}"
-    model = write_tiny_llama(tmp_path / "tiny.gguf")
-    mqtt = mqtt_settings.model_copy(update={"session_expiry_s": 0})
-    gateway_settings = GatewaySettings(mqtt=mqtt, kafka=kafka_settings, client_id=f"gw-{uid}",
-                                       share_group=f"gw-{uid}", downlink_group=f"gw-down-{uid}")
-    cloud_settings = CloudSettings(kafka=kafka_settings, model=str(model), state_dir=tmp_path, n_threads=1,
-                                   group_id=f"cloud-{uid}", session_timeout_ms=2_000, heartbeat_interval_ms=500)
-    policy = PolicyConfig(min_confidence=0.0, escalate_on_truncation=False, refusal_patterns=())
-    engine = await LlamaCppEngine.load(model, model_id="tiny-edge", model_version="e1", n_threads=1)
-    async with Gateway(gateway_settings) as gateway, CloudWorker(cloud_settings) as worker, engine:
+    setup = await in_process(mqtt_settings, kafka_settings, tmp_path, uid)
+    model, mqtt, policy, engine = setup.model, setup.mqtt, setup.policy, setup.engine
+    async with Gateway(setup.gateway) as gateway, CloudWorker(setup.cloud) as worker, engine:
         await asyncio.wait_for(asyncio.gather(gateway.ready.wait(), worker.ready.wait()), 60)
         async with MqttClient(mqtt, client_id=f"dev-{uid}") as client:
             agent = EdgeAgent(tenant=tenant, device=device, engine=engine, mqtt=client, uplink=MqttUplink(client),

@@ -15,20 +15,16 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from cloud.app import CloudWorker
-from cloud.settings import CloudSettings
 from ebrain.config import KafkaSettings, MqttSettings
-from ebrain.inference.llama import LlamaCppEngine
 from ebrain.kafka import client_options
-from ebrain.models.tiny import write_tiny_llama
 from ebrain.mqtt import MqttClient, MqttMessage
 from ebrain.observability import trace
 from edge.agent import EdgeAgent
-from edge.core.policy import PolicyConfig
 from edge.uplink import MqttUplink
 from gateway.app import Gateway
-from gateway.settings import GatewaySettings
 from schemas import InferenceRequest, decode
 from schemas.topics import kafka_downlink, kafka_uplink
+from tests.inprocess import in_process
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 DEADLINE_S = 60.0
@@ -80,16 +76,10 @@ async def test_one_escalation_is_one_trace_with_a_child_span_per_hop(
     caplog.set_level(logging.DEBUG, logger="gateway.downlink")
     uid = uuid.uuid4().hex[:8]
     tenant, device = f"t{uid}", f"d{uid}"
-    model = write_tiny_llama(tmp_path / "tiny.gguf")
-    mqtt = mqtt_settings.model_copy(update={"session_expiry_s": 0})
-    gateway_settings = GatewaySettings(mqtt=mqtt, kafka=kafka_settings, client_id=f"gw-{uid}",
-                                       share_group=f"gw-{uid}", downlink_group=f"gw-down-{uid}")
-    cloud_settings = CloudSettings(kafka=kafka_settings, model=str(model), state_dir=tmp_path, n_threads=1,
-                                   group_id=f"cloud-{uid}", session_timeout_ms=2_000, heartbeat_interval_ms=500)
-    policy = PolicyConfig(min_confidence=0.0, escalate_on_truncation=False, refusal_patterns=())
-    engine = await LlamaCppEngine.load(model, model_id="tiny-edge", model_version="e1", n_threads=1)
+    setup = await in_process(mqtt_settings, kafka_settings, tmp_path, uid)
+    mqtt, policy, engine = setup.mqtt, setup.policy, setup.engine
     request = InferenceRequest(request_id=f"{uid}-1", prompt="plan", tags=("complex",), max_tokens=8)
-    async with (Gateway(gateway_settings) as gateway, CloudWorker(cloud_settings) as worker, engine,
+    async with (Gateway(setup.gateway) as gateway, CloudWorker(setup.cloud) as worker, engine,
                 MqttClient(mqtt, client_id=f"obs-{uid}", clean_start=True) as observer):
         await asyncio.wait_for(asyncio.gather(gateway.ready.wait(), worker.ready.wait()), DEADLINE_S)
         await observer.subscribe(f"ebrain/{tenant}/{device}/escalation", qos=1)
