@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from trainers.core import concise, divergence, gate, pairs, rollout
+from trainers.core.quant import erases_finetune
 
 
 def _row(i: int, **kw: object) -> dict[str, object]:
@@ -197,3 +198,14 @@ def test_a_concise_target_is_a_prefix_within_budget_ending_a_sentence(parts: lis
     assert _words(target) <= budget
     assert target[-1] in ".!?"
     assert not target.endswith(("1.", " 1."))  # a lone list marker is not a sentence
+
+
+def test_export_quantization_that_rounds_the_fine_tune_away_is_named() -> None:
+    assert erases_finetune("q4_1", 3) is not None  # Q4_1 base, Q4_1 export: the measured failure
+    assert "q4_1" in (erases_finetune("q4_0", 3) or "")  # coarser still
+    assert erases_finetune("q8_0", 3) is None  # what the flywheel ships
+    assert erases_finetune("f16", 3) is None
+    assert erases_finetune("q4_1", 0) is None  # a float base: quantizing starts from the trained weights
+    assert erases_finetune("q8_0", 7) is None  # 8-bit steps are 1/16 of 4-bit ones
+    assert erases_finetune("q4_1", None) is None  # unknown: silent
+    assert erases_finetune("q4_1", 99) is None

@@ -17,6 +17,7 @@ pytest.importorskip("peft")
 from ebrain.inference.llama import LlamaCppEngine
 from ebrain.models.tiny import write_tiny_llama
 from schemas import InferenceRequest
+from trainers.adapters.export import file_type
 from trainers.adapters.hf import load_gguf
 from trainers.adapters.registry import Registry
 from trainers.adapters.train import TrainConfig, TrainingDivergedError, dpo
@@ -128,3 +129,11 @@ def test_dpo_drifting_from_its_reference_aborts_with_the_reason(tmp_path: Path) 
     with pytest.raises(TrainingDivergedError, match=r"KL .* exceeds 50.0") as err:
         dpo(base, prefs, TrainConfig(max_steps=8, learning_rate=1e-2, batch_size=4, max_length=64))
     assert err.value.divergence.step < 7  # stopped early, not at the end
+
+
+def test_export_is_the_configured_type_and_keeps_the_fine_tune(
+        rounds: tuple[TrainerSettings, RoundResult, RoundResult]) -> None:
+    settings, good, _ = rounds
+    assert file_type(settings.registry_dir / good.version / "model.gguf") == 7  # Q8_0, as configured
+    assert "quantization_warning" not in good.training  # an F32 base: any grid starts from the trained weights
+    assert TrainerSettings().quantization == "q8_0"  # finer than the Q4_1 edge base (trainers.core.quant)

@@ -15,7 +15,7 @@ from typing import Any
 from edge.core.policy import PolicyConfig
 from trainers.adapters.evaluate import EvalConfig, EvalItem, Similarity, evaluate, overlap_similarity
 from trainers.adapters.registry import Registry
-from trainers.core import gate, pairs, report
+from trainers.core import gate, pairs, quant, report
 from trainers.settings import TrainerSettings
 
 log = logging.getLogger(__name__)
@@ -81,6 +81,9 @@ def train_candidate(settings: TrainerSettings, base_gguf: Path, sft_train: Seque
     if settings.train.dpo and dpo_train:
         model, dpo_stats = train.dpo(model, dpo_train, _knobs(settings, k.dpo_steps, k.dpo_learning_rate))
         summary |= {f"dpo_{k}": v for k, v in dpo_stats.summary().items() if k != "kind"}
+    if (warning := quant.erases_finetune(settings.quantization, export.file_type(base_gguf))) is not None:
+        log.warning("export quantization erases the fine-tune", extra={"why": warning})
+        summary["quantization_warning"] = warning
     with tempfile.TemporaryDirectory(prefix="ebrain-export-") as tmp:
         hf_dir = hf.save_dir(model, Path(tmp) / "hf")
         del model

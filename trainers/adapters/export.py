@@ -103,6 +103,17 @@ def quantize(src: Path, out: Path, ftype: str, *, threads: int = 2) -> Path:
     return out
 
 
+def file_type(path: Path) -> int | None:
+    """The GGUF's `general.file_type` (llama.cpp's llama_ftype number), or None when it does not say."""
+    import gguf  # noqa: PLC0415
+
+    field = gguf.GGUFReader(path).fields.get("general.file_type")
+    if field is None:
+        return None
+    value = field.contents()
+    return int(value) if isinstance(value, int) else None
+
+
 def sha256_file(path: Path) -> str:
     """Hex sha256 of a file, read in 1 MiB chunks."""
     digest = hashlib.sha256()
