@@ -6,8 +6,10 @@ training round is exactly the file the fleet runs, with no hub download.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,13 @@ def quiet_transformers() -> None:
     import datasets  # noqa: PLC0415
 
     datasets.disable_progress_bars()  # trl's tokenizing passes
+    # The GGUF loader's own tqdm bar ignores the switch above; the demo's dashboard shows the step instead.
+    import transformers.modeling_gguf_pytorch_utils as gguf_loading  # noqa: PLC0415
+
+    if hasattr(gguf_loading, "tqdm"):
+        gguf_loading.tqdm = functools.partial(gguf_loading.tqdm, disable=True)
+    # Deprecation notices about arguments trl passes for us (gradient_checkpointing): not the operator's to act on.
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\.")
 
 
 def load_gguf(path: Path, *, threads: int | None = None) -> HfModel:
