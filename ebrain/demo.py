@@ -60,7 +60,22 @@ def missing_for_fleet() -> str | None:
         return None
     extras = ",".join(sorted(set(missing.values())))
     return (f"ebrain demo needs {', '.join(missing)}: pip install -e '.[{extras}]' "
-            f"(or `make demo`, which installs everything)")
+            f"(or `make demo`, which installs what the demo runs)")
+
+
+# What the flywheel's training round imports (LoRA SFT and DPO on CPU torch); all from the train extra.
+FLYWHEEL_NEEDS = ("torch", "transformers", "peft", "trl", "datasets")
+
+
+def missing_for_flywheel() -> str | None:
+    """None when `--flywheel` can train here; else what is missing and how to install it (checked before starting)."""
+    import importlib.util  # noqa: PLC0415
+
+    missing = [name for name in FLYWHEEL_NEEDS if importlib.util.find_spec(name) is None]
+    if not missing:
+        return None
+    return (f"ebrain demo --flywheel needs {', '.join(missing)}: pip install -e '.[train]' "
+            f"(or `make demo-flywheel`)")
 
 
 def free_port() -> int:

@@ -40,12 +40,12 @@ def demo(
 
     Ends with the summary and a single-file HTML report under STATE_DIR/reports (its path is `report`)."""
     from ebrain.dashboard.view import Board  # noqa: PLC0415
-    from ebrain.demo import DemoConfig, missing_for_fleet  # noqa: PLC0415
+    from ebrain.demo import DemoConfig, missing_for_fleet, missing_for_flywheel  # noqa: PLC0415
 
     def echo(line: str) -> None:
         typer.echo(line, err=json_out)
 
-    if problem := missing_for_fleet():
+    if problem := missing_for_fleet() or (missing_for_flywheel() if flywheel else None):
         typer.echo(f"error: {problem}", err=True)
         raise typer.Exit(2)
     if scenario is not None:

@@ -53,3 +53,15 @@ def test_schemas_export_writes_one_json_schema_per_type(tmp_path: Path) -> None:
         doc = json.loads(file.read_text())
         assert doc["type"] == "object"
         assert {"id", "type", "tenant", "device", "trace_id", "data"} <= set(doc["required"])
+
+
+def test_demo_flywheel_without_the_train_extra_stops_before_starting_anything(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util  # noqa: PLC0415
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "peft" else real(name, *a))
+    result = runner.invoke(app, ["demo", "--flywheel", "--json", "--state-dir", str(tmp_path / "state")])
+    assert result.exit_code == 2, result.output
+    assert "ebrain demo --flywheel needs peft: pip install -e '.[train]'" in result.output
+    assert not (tmp_path / "state").exists()  # no stack, no model fetch, no fleet

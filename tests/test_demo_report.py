@@ -206,3 +206,14 @@ def test_a_missing_fleet_module_is_named_with_its_install_command(monkeypatch: p
     assert message is not None
     assert "faststream" in message
     assert "pip install -e '.[cloud]'" in message
+
+
+def test_a_missing_training_module_stops_the_flywheel_before_anything_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert demo.missing_for_flywheel() is None  # the dev install has the train extra
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name in ("torch", "trl") else real(name))
+    message = demo.missing_for_flywheel()
+    assert message is not None
+    assert "torch, trl" in message
+    assert "pip install -e '.[train]'" in message
+    assert "make demo-flywheel" in message
