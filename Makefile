@@ -2,8 +2,11 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
 EXTRAS ?= dev
+# `make demo` installs only what the demo runs (no torch, trl, mypy, ...): a newcomer's first run is shorter.
+DEMO_EXTRAS := edge,gateway,cloud,stack,data
+comma := ,
+STAMP = $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 # llama-cpp-python compiles llama.cpp once (~7 min on 2 cores); pip caches the wheel afterwards.
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 # A portable build: -march=native turns on llama.cpp's AMX kernels on Sapphire Rapids, which crash on quantized
@@ -16,25 +19,27 @@ export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=O
 LLAMA_CHECK := 1
 endif
 
-.PHONY: install lint test demo stack-up stack-down clean help
+.PHONY: install lint test demo demo-flywheel stack-up stack-down clean help
 
 help:
 	@echo "make demo   - install, start the local stack, run gateway + cloud worker + 3 devices, print a summary"
 	@echo "make test   - install, start what the tests need, lint, run the test suite on real brokers"
+	@echo "make demo-flywheel - the demo, then one training round, the gate and a canary rollout (adds torch)"
 	@echo "make lint   - ruff + mypy"
 
-$(STAMP): pyproject.toml
+# One stamp per set of extras: `make test` after `make demo` adds what the tests need to the same venv.
+$(VENV)/.installed-%: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required (set PYTHON=...)")'
-	$(PYTHON) -m venv $(VENV)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip wheel
-	$(BIN)/python -m pip install -e '.[$(EXTRAS)]'
+	$(BIN)/python -m pip install -e '.[$(subst -,$(comma),$*)]'
 ifdef LLAMA_CHECK
 	@# pip's wheel cache ignores CMAKE_ARGS: a llama.cpp wheel cached from a build with llamafile on is rebuilt.
 	@$(BIN)/python -c 'import sys, llama_cpp; sys.exit("LLAMAFILE = 1" in llama_cpp.llama_print_system_info().decode())' \
 		|| $(BIN)/python -m pip install --no-cache-dir --force-reinstall --no-deps \
 			"llama-cpp-python==$$($(BIN)/python -c 'import importlib.metadata as m; print(m.version("llama-cpp-python"))')"
 endif
-	touch $(STAMP)
+	touch $@
 
 install: $(STAMP)
 
@@ -51,8 +56,14 @@ stack-down: install
 test: install stack-up lint
 	$(BIN)/pytest -q -ra
 
-demo: install
+demo:
+	$(MAKE) install EXTRAS=$(DEMO_EXTRAS)
 	$(BIN)/ebrain demo
+
+# The demo with one training round (LoRA SFT + DPO on CPU torch, gate, canary rollout): adds the train extra.
+demo-flywheel:
+	$(MAKE) install EXTRAS=$(DEMO_EXTRAS),train
+	$(BIN)/ebrain demo --flywheel
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
