@@ -6,11 +6,15 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 # --- llama-cpp-python, compiled once for the edge and cloud images ----------------------------------------
 # Portable build: -march=native would turn on llama.cpp's AMX kernels on Sapphire Rapids build hosts, which
-# crash on quantized models (ggml-org/llama.cpp#20824) and would not run on older CPUs anyway.
+# crash on quantized models (ggml-org/llama.cpp#20824) and would not run on older CPUs anyway. llamafile's
+# tinyBLAS is off: it gives wrong batched prompt evaluation on AVX2-only CPUs (see the Makefile). Only the
+# libraries the bindings load are built (no multimodal library, no llama.cpp `common`), as in the Makefile.
 FROM ${PYTHON_IMAGE} AS llama-wheel
 RUN apt-get update && apt-get install -y --no-install-recommends build-essential cmake \
     && rm -rf /var/lib/apt/lists/*
-ENV CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON" \
+COPY deploy/llama-cpp/skip-common.cmake /build/skip-common.cmake
+ENV CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_LLAMAFILE=OFF \
+-DLLAVA_BUILD=OFF -DCMAKE_PROJECT_llama.cpp_INCLUDE=/build/skip-common.cmake" \
     CMAKE_BUILD_PARALLEL_LEVEL=4
 RUN pip wheel --no-deps -w /wheels "llama-cpp-python==0.3.36"
 

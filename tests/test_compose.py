@@ -230,6 +230,9 @@ def test_dockerfile_targets_install_the_right_extras() -> None:
     for role in ("edge", "cloud", "trainer"):  # every llama-cpp-python install takes the portable wheel
         assert "COPY --from=llama-wheel /wheels /wheels" in stages[role], role
     assert "-DGGML_NATIVE=OFF" in stages["llama-wheel"]  # AMX crash otherwise (ggml-org/llama.cpp#20824)
+    assert "-DGGML_LLAMAFILE=OFF" in stages["llama-wheel"]  # wrong batched prompt evaluation on AVX2-only CPUs
+    assert "COPY deploy/llama-cpp/skip-common.cmake /build/skip-common.cmake" in stages["llama-wheel"]
+    assert (Path(__file__).resolve().parents[1] / "deploy/llama-cpp/skip-common.cmake").is_file()
 
 
 def _copy_build_context(dest: Path) -> None:
