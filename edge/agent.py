@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Self
 from ebrain.inference import Completion, Engine, EngineOverloaded
 from ebrain.inference.ports import EngineError
 from ebrain.mqtt import MqttMessage
+from ebrain.observability import trace
 from edge import metrics
 from edge.core.policy import Decision, LocalAnswer, PolicyConfig, after_inference, before_inference
 from edge.spool import SpoolFullError
@@ -246,7 +247,7 @@ class EdgeAgent:
             self.counters["replies"] += 1
             log.info("cloud reply", extra={"msg_id": envelope.id, "request_id": envelope.data.request_id,
                                            "trace_id": envelope.trace_id, "status": envelope.data.status,
-                                           "traceparent": dict(message.user_properties).get("traceparent"),
+                                           "traceparent": trace.from_properties(message.user_properties),
                                            **self._who()})
             future.set_result(envelope.data)
         elif isinstance(envelope.data, ModelUpdate) and self._ota is not None:

@@ -21,6 +21,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from ebrain.mqtt import MqttClient, MqttError, MqttMessage
+from ebrain.observability import trace
 from gateway import kafka_io, metrics
 from gateway.core import KafkaRecord, MqttOut, dead_letter_record, uplink_record, validate_uplink
 from gateway.core.ratelimit import Limit, RateLimiter
@@ -135,7 +136,7 @@ class Uplink:
         if self._limiter.enabled and kind in s.rate_limited_kinds:
             scope = self._limiter.check(envelope.tenant, envelope.device, time.monotonic())
             if scope is not None:
-                reply = reject_reply(envelope, scope, traceparent_in=dict(message.user_properties).get("traceparent"))
+                reply = reject_reply(envelope, scope, traceparent_in=trace.from_properties(message.user_properties))
                 action = "replied" if reply is not None else "dropped"
                 metrics.RATE_LIMITED.labels(scope=scope.value, kind=kind, action=action).inc()
                 log.info(
@@ -151,7 +152,7 @@ class Uplink:
                        "trace_id": envelope.trace_id, "kind": envelope.data.KIND},
             )
         record = uplink_record(envelope, raw=message.payload,
-                               traceparent_in=dict(message.user_properties).get("traceparent"))
+                               traceparent_in=trace.from_properties(message.user_properties))
         return _InFlight(message, record, kind, "produced", started)
 
     def _dead(self, message: MqttMessage, error: InvalidMessage, started: float) -> _InFlight:
