@@ -25,6 +25,7 @@ import typer
 TENANT = "bench"
 STAMP = b"0000000000.000000"  # replaced by the publish time (fixed width, so offsets hold)
 MESSAGE_BYTES = 1024
+CHILD_STOP_S = 30.0  # SIGTERM, then SIGKILL after this long (a gateway drains its in-flight window first)
 
 
 def _payloads(device: str, count: int, first: int) -> tuple[bytes, list[tuple[bytes, bytes]]]:
@@ -135,6 +136,8 @@ def _raw(port: int, n: int, procs: int, deadline_s: float) -> dict[str, Any]:
 
 def _gateways(port: int, bootstrap: str, replicas: int, workdir: Path, stack: ExitStack) -> list[int]:
     """Start the gateway replicas, wait for each one's ready line; their pids."""
+    from ebrain.stack import private  # noqa: PLC0415
+
     pids = []
     for r in range(replicas):
         env = {**os.environ, "EBRAIN_MQTT__PORT": str(port), "EBRAIN_KAFKA_BOOTSTRAP": bootstrap,
@@ -148,7 +151,7 @@ def _gateways(port: int, bootstrap: str, replicas: int, workdir: Path, stack: Ex
         if profile:
             argv = [sys.executable, "-m", "cProfile", "-o", f"{profile}/gateway-{r}.prof", *argv[1:]]
         proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=log)
-        stack.callback(stop_child, proc)
+        stack.callback(private.stop, proc, CHILD_STOP_S)
         assert proc.stdout is not None
         line = proc.stdout.readline()
         if b'"ready"' not in line:
@@ -164,16 +167,6 @@ def _cpu_s(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def stop_child(proc: subprocess.Popen[bytes], wait_s: float = 30.0) -> None:
-    """SIGTERM, then SIGKILL if it is not gone after `wait_s` (the benches' child processes)."""
-    proc.terminate()
-    try:
-        proc.wait(wait_s)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def _bridged(port: int, bootstrap: str, n: int, procs: int, deadline_s: float) -> dict[str, Any]:

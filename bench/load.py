@@ -29,7 +29,7 @@ from typing import Any
 
 import typer
 
-from bench.gateway import stop_child
+from bench.gateway import CHILD_STOP_S
 
 MAX_RATE = 500.0  # msg/s
 MAX_MINUTES = 30.0
@@ -134,9 +134,11 @@ def _spawn(name: str, argv: list[str], env: dict[str, str], workdir: Path, stack
     log_path = workdir / f"{name}.log"
     log = log_path.open("wb")
     stack.callback(log.close)
+    from ebrain.stack import private  # noqa: PLC0415
+
     proc = subprocess.Popen([sys.executable, "-m", "ebrain", *argv], env={**os.environ, **env},
                             stdout=subprocess.PIPE, stderr=log)
-    stack.callback(stop_child, proc)
+    stack.callback(private.stop, proc, CHILD_STOP_S)
     _await_ready(proc, name, log_path, ready_s)
     return proc.pid
 
